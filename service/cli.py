@@ -1,0 +1,127 @@
+"""The `roomevents` command line."""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from service import logs, settings as settings_module
+
+HELP = """\
+roomevents: Twilio Video room events, durably on Kafka, with materialized room state.
+
+commands:
+  dev           everything on one machine: starts an embedded Kafka-compatible broker (Tansu),
+                creates the topics, runs the ingress, the materializer and the read API until
+                Ctrl-C; prints the base URL, the broker address and the dev credentials
+  ingress       the HTTP ingress and read API (Rooms API, status callbacks, SSE stream),
+                against KAFKA_BOOTSTRAP_SERVERS
+  materializer  the consumer group that folds events into room state, against
+                KAFKA_BOOTSTRAP_SERVERS; health and metrics on ROOMEVENTS_METRICS_PORT
+  topics        create the events, state (compacted) and dead-letter topics if missing
+
+Settings come from environment variables; see README.md for the table.
+"""
+
+
+async def _run_until_stopped(*services) -> None:
+    from service.runtime import install_signal_handlers
+
+    stop = asyncio.Event()
+    install_signal_handlers(stop)
+    started = []
+    try:
+        for service in services:
+            await service.start()
+            started.append(service)
+        await stop.wait()
+    finally:
+        for service in reversed(started):
+            await service.stop()
+
+
+async def _ingress(cfg) -> None:
+    from service.kafka.topics import ensure_topics
+    from service.runtime import IngressServer
+
+    await ensure_topics(cfg)
+    await _run_until_stopped(IngressServer(cfg))
+
+
+async def _materializer(cfg) -> None:
+    from service.kafka.topics import ensure_topics
+    from service.runtime import MaterializerService
+
+    await ensure_topics(cfg)
+    await _run_until_stopped(MaterializerService(cfg))
+
+
+async def _topics(cfg) -> None:
+    from service.kafka.topics import ensure_topics
+
+    await ensure_topics(cfg)
+
+
+async def _dev(cfg) -> None:
+    from service.kafka.broker import EmbeddedBroker
+    from service.kafka.topics import ensure_topics
+    from service.metrics import Metrics
+    from service.runtime import IngressServer, MaterializerService
+
+    broker = None
+    if not cfg.kafka_bootstrap_servers:
+        broker = EmbeddedBroker().start()
+        cfg = cfg.with_overrides(kafka_bootstrap_servers=broker.bootstrap_servers)
+    try:
+        await ensure_topics(cfg)
+        metrics = Metrics()
+        ingress = IngressServer(cfg, metrics)
+        materializer = MaterializerService(cfg, metrics, serve_health=False)
+        banner = (
+            "\n  roomevents dev is up\n"
+            f"  base URL        {cfg.base_url()}\n"
+            f"  callbacks       {cfg.base_url()}{cfg.callback_path}\n"
+            f"  broker          {cfg.kafka_bootstrap_servers}{' (embedded Tansu, in memory)' if broker else ''}\n"
+            f"  account SID     {cfg.twilio_account_sid}\n"
+            f"  auth token      {cfg.twilio_auth_token}\n"
+            f"  try             curl -u \"{cfg.twilio_account_sid}:{cfg.twilio_auth_token}\" "
+            f"-d Type=group -d UniqueName=demo {cfg.base_url()}/v1/Rooms\n"
+            "  stop            Ctrl-C\n")
+
+        class Banner:
+            async def start(self):
+                print(banner, flush=True)
+
+            async def stop(self):
+                pass
+
+        await _run_until_stopped(materializer, ingress, Banner())
+    finally:
+        if broker is not None:
+            await broker.astop()
+            print("  embedded broker stopped", flush=True)
+
+
+COMMANDS = {"dev": _dev, "ingress": _ingress, "materializer": _materializer, "topics": _topics}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="roomevents", description=HELP,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("command", choices=sorted(COMMANDS), help="what to run (see above)")
+    args = parser.parse_args(argv)
+    try:
+        cfg = settings_module.load(dev=args.command == "dev")
+    except settings_module.SettingsError as exc:
+        print(f"roomevents: configuration error: {exc}", file=sys.stderr)
+        return 2
+    logs.setup(cfg.log_level, cfg.log_format)
+    try:
+        asyncio.run(COMMANDS[args.command](cfg))
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""CloudEvents 1.0 Kafka protocol binding, binary mode: attributes as `ce_*` headers, data as value."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+SPECVERSION = b"1.0"
+CONTENT_TYPE = b"application/json"
+TYPE_PREFIX = "io.roomevents."
+
+
+def headers(ce_id: str, ce_type: str, ce_source: str, ce_time: str, subject: str | None = None
+            ) -> list[tuple[str, bytes]]:
+    out = [
+        ("ce_specversion", SPECVERSION),
+        ("ce_id", ce_id.encode()),
+        ("ce_source", ce_source.encode()),
+        ("ce_type", (TYPE_PREFIX + ce_type).encode()),
+        ("ce_time", ce_time.encode()),
+        ("content-type", CONTENT_TYPE),
+    ]
+    if subject:
+        out.append(("ce_subject", subject.encode()))
+    return out
+
+
+def event_headers(record: Mapping[str, Any]) -> list[tuple[str, bytes]]:
+    """Headers for an events-topic record."""
+    return headers(record["event_id"], "room-event." + record["type"],
+                   f"/roomevents/{record.get('account_sid') or 'unknown'}/{record['source']}",
+                   record["occurred_at"], record["room_sid"])
+
+
+def state_headers(doc: Mapping[str, Any]) -> list[tuple[str, bytes]]:
+    """Headers for a state-topic record (the full room document)."""
+    last = doc.get("last_event") or {}
+    return headers(f"{doc['sid']}:{last.get('event_id', '')}", "room-state.changed",
+                   f"/roomevents/{doc.get('account_sid') or 'unknown'}/materializer",
+                   doc.get("date_updated_ms_iso") or last.get("occurred_at") or "", doc["sid"])

@@ -1,0 +1,305 @@
+"""The room-event record: one versioned schema for every record on the events topic.
+
+Both REST commands (source "api"), Twilio status callbacks (source "callback") and the
+materializer's timers (source "timer") become this one dict shape, encoded with orjson.
+Provider-neutral on purpose: Twilio's raw parameters are kept under `params`, the typed fields
+are what consumers read. The JSON Schema in docs/room-event.schema.json is generated from
+`json_schema()` below and checked by the tests.
+"""
+from __future__ import annotations
+
+import hashlib
+from datetime import datetime, timezone
+from typing import Any, Mapping, Sequence
+
+import orjson
+
+SCHEMA_VERSION = 1
+
+# Documented Twilio room events. Others are kept and published under their own name.
+ROOM_EVENTS = (
+    "room-created",
+    "room-ended",
+    "participant-connected",
+    "participant-disconnected",
+    "track-added",
+    "track-removed",
+    "track-enabled",
+    "track-disabled",
+    "recording-started",
+    "recording-completed",
+    "recording-failed",
+)
+SOURCES = ("api", "callback", "timer")
+END_REASONS = ("api", "timeout", "callback")
+
+
+class RecordError(ValueError):
+    """A record (or callback) that cannot become a valid room event."""
+
+
+# ---------------------------------------------------------------- time
+
+def parse_timestamp_ms(value: str) -> int:
+    """Twilio `Timestamp` (ISO 8601, UTC, usually ms precision with Z) -> epoch milliseconds."""
+    text = value.strip()
+    if text.endswith("Z") or text.endswith("z"):
+        text = text[:-1] + "+00:00"
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise RecordError(f"Timestamp {value!r} is not an ISO 8601 date-time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return int(round(parsed.timestamp() * 1000))
+
+
+def format_ms(ms: int) -> str:
+    """Epoch ms -> ISO 8601 UTC with millisecond precision, e.g. 2025-10-27T18:16:01.876Z."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+def format_twilio_date(ms: int | None) -> str | None:
+    """Epoch ms -> the room resource's date format (ISO 8601 UTC, second precision, Z)."""
+    if ms is None:
+        return None
+    return datetime.fromtimestamp(ms // 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# ---------------------------------------------------------------- building records
+
+def _first(params: Mapping[str, Sequence[str]], name: str) -> str | None:
+    values = params.get(name)
+    if not values:
+        return None
+    return values[0] if values[0] != "" else None
+
+
+def _int_or_none(params: Mapping[str, Sequence[str]], name: str) -> int | None:
+    value = _first(params, name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError:
+        try:
+            return int(float(value))
+        except ValueError:
+            return None
+
+
+def _raw(params: Mapping[str, Sequence[str]]) -> dict[str, str | list[str]]:
+    """Parameters as received: one value as a string, repeated keys as a list."""
+    return {k: (v[0] if len(v) == 1 else list(v)) for k, v in params.items()}
+
+
+def _digest(*parts: bytes) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(part)
+        h.update(b"\x00")
+    return h.hexdigest()[:32]
+
+
+def callback_event_id(params: Mapping[str, Sequence[str]]) -> str:
+    """Same callback, same id: a hash of every parameter, independent of order and HTTP method."""
+    canonical = orjson.dumps(sorted((k, sorted(v)) for k, v in params.items()))
+    return _digest(b"callback", canonical)
+
+
+def command_event_id(kind: str, room_sid: str) -> str:
+    return _digest(b"api", kind.encode(), room_sid.encode())
+
+
+def timer_event_id(room_sid: str) -> str:
+    return _digest(b"timer", b"room-ended", room_sid.encode())
+
+
+def from_callback(params: Mapping[str, Sequence[str]], received_at_ms: int) -> dict[str, Any]:
+    """A Twilio status callback (already signature-checked) -> room-event record."""
+    room_sid = _first(params, "RoomSid")
+    event_type = _first(params, "StatusCallbackEvent")
+    if not room_sid or not event_type:
+        raise RecordError("missing required parameter(s): RoomSid, StatusCallbackEvent")
+    timestamp = _first(params, "Timestamp")
+    occurred_ms = parse_timestamp_ms(timestamp) if timestamp else received_at_ms
+    participant_sid = _first(params, "ParticipantSid")
+    track_sid = _first(params, "TrackSid")
+    recording_sid = _first(params, "RecordingSid")
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": callback_event_id(params),
+        "type": event_type,
+        "source": "callback",
+        "account_sid": _first(params, "AccountSid"),
+        "room_sid": room_sid,
+        "room_name": _first(params, "RoomName") or room_sid,
+        "occurred_at": format_ms(occurred_ms),
+        "occurred_at_ms": occurred_ms,
+        "sequence_number": _int_or_none(params, "SequenceNumber"),
+        "received_at": format_ms(received_at_ms),
+        "room": {
+            "status": _first(params, "RoomStatus"),
+            "type": _first(params, "RoomType"),
+            "duration": _int_or_none(params, "RoomDuration"),
+        },
+        "participant": None if not participant_sid else {
+            "sid": participant_sid,
+            "identity": _first(params, "ParticipantIdentity"),
+            "status": _first(params, "ParticipantStatus"),
+            "duration": _int_or_none(params, "ParticipantDuration"),
+        },
+        "track": None if not track_sid else {
+            "sid": track_sid,
+            "kind": _first(params, "TrackKind"),
+            "name": _first(params, "TrackName"),
+        },
+        "recording": None if not recording_sid else {
+            "sid": recording_sid,
+            "source_sid": _first(params, "SourceSid"),
+            "track_name": _first(params, "TrackName"),
+            "uri": _first(params, "RecordingUri"),
+            "media_uri": _first(params, "MediaUri"),
+            "media_external_location": _first(params, "MediaExternalLocation"),
+            "container": _first(params, "Container"),
+            "codec": _first(params, "Codec"),
+            "type": _first(params, "Type"),
+            "duration": _int_or_none(params, "Duration"),
+            "size": _int_or_none(params, "Size"),
+            "offset_from_twilio_video_epoch": _int_or_none(params, "OffsetFromTwilioVideoEpoch"),
+            "failed_operation": _first(params, "FailedOperation"),
+        },
+        "config": None,
+        "end_reason": "callback" if event_type == "room-ended" else None,
+        "params": _raw(params),
+    }
+
+
+def _command(kind: str, event_id: str, source: str, account_sid: str, room_sid: str, room_name: str,
+             occurred_ms: int, received_at_ms: int, params: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "event_id": event_id,
+        "type": kind,
+        "source": source,
+        "account_sid": account_sid,
+        "room_sid": room_sid,
+        "room_name": room_name,
+        "occurred_at": format_ms(occurred_ms),
+        "occurred_at_ms": occurred_ms,
+        "sequence_number": None,
+        "received_at": format_ms(received_at_ms),
+        "room": None,
+        "participant": None,
+        "track": None,
+        "recording": None,
+        "config": None,
+        "end_reason": None,
+        "params": _raw(params),
+    }
+
+
+def room_created(account_sid: str, room_sid: str, config: Mapping[str, Any], now_ms: int,
+                 params: Mapping[str, Sequence[str]]) -> dict[str, Any]:
+    """`POST /v1/Rooms` accepted: the room's configuration (snake_case room-resource fields)."""
+    name = config.get("unique_name") or room_sid
+    record = _command("room-created", command_event_id("room-created", room_sid), "api", account_sid,
+                      room_sid, name, now_ms, now_ms, params)
+    record["config"] = dict(config)
+    record["room"] = {"status": "in-progress", "type": config.get("type"), "duration": None}
+    return record
+
+
+def room_ended(account_sid: str, room_sid: str, room_name: str, now_ms: int, *, reason: str,
+               params: Mapping[str, Sequence[str]] | None = None) -> dict[str, Any]:
+    """A room ended by this system: via the API (`Status=completed`) or by a timer."""
+    if reason not in ("api", "timeout"):
+        raise ValueError(reason)
+    source = "api" if reason == "api" else "timer"
+    event_id = command_event_id("room-ended", room_sid) if reason == "api" else timer_event_id(room_sid)
+    record = _command("room-ended", event_id, source, account_sid, room_sid, room_name, now_ms, now_ms,
+                      params or {})
+    record["end_reason"] = reason
+    record["room"] = {"status": "completed", "type": None, "duration": None}
+    return record
+
+
+def partition_key(record: Mapping[str, Any]) -> bytes:
+    """All records of one room and of one unique name share a key, so a partition and an order."""
+    return (record.get("room_name") or record["room_sid"]).encode()
+
+
+# ---------------------------------------------------------------- encoding
+
+def encode(record: Mapping[str, Any]) -> bytes:
+    return orjson.dumps(record)
+
+
+def decode(raw: bytes) -> dict[str, Any]:
+    """Bytes from the topic -> record. Raises RecordError for anything a consumer must not fold."""
+    try:
+        record = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise RecordError(f"undecodable record: {exc}") from None
+    if not isinstance(record, dict):
+        raise RecordError("record is not a JSON object")
+    version = record.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RecordError(f"unknown schema_version {version!r}")
+    for key in ("event_id", "type", "room_sid", "occurred_at_ms"):
+        if record.get(key) in (None, ""):
+            raise RecordError(f"record lacks {key}")
+    return record
+
+
+# ---------------------------------------------------------------- JSON Schema
+
+def json_schema() -> dict[str, Any]:
+    """The record's JSON Schema (draft 2020-12), published under docs/."""
+    str_or_null = {"type": ["string", "null"]}
+    int_or_null = {"type": ["integer", "null"]}
+
+    def obj(props: dict[str, Any]) -> dict[str, Any]:
+        return {"type": ["object", "null"], "properties": props, "required": list(props),
+                "additionalProperties": True}
+
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://roomevents.dev/schemas/room-event/v1.json",
+        "title": "roomevents room-event record",
+        "type": "object",
+        "required": ["schema_version", "event_id", "type", "source", "account_sid", "room_sid",
+                     "room_name", "occurred_at", "occurred_at_ms", "sequence_number", "received_at",
+                     "room", "participant", "track", "recording", "config", "end_reason", "params"],
+        "additionalProperties": True,
+        "properties": {
+            "schema_version": {"const": SCHEMA_VERSION},
+            "event_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
+            "type": {"type": "string", "minLength": 1,
+                     "description": "Twilio StatusCallbackEvent; documented values: " + ", ".join(ROOM_EVENTS)},
+            "source": {"enum": list(SOURCES)},
+            "account_sid": str_or_null,
+            "room_sid": {"type": "string", "minLength": 1},
+            "room_name": {"type": "string", "minLength": 1},
+            "occurred_at": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"},
+            "occurred_at_ms": {"type": "integer"},
+            "sequence_number": int_or_null,
+            "received_at": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"},
+            "room": obj({"status": str_or_null, "type": str_or_null, "duration": int_or_null}),
+            "participant": obj({"sid": {"type": "string"}, "identity": str_or_null, "status": str_or_null,
+                                "duration": int_or_null}),
+            "track": obj({"sid": {"type": "string"}, "kind": str_or_null, "name": str_or_null}),
+            "recording": obj({
+                "sid": {"type": "string"}, "source_sid": str_or_null, "track_name": str_or_null,
+                "uri": str_or_null, "media_uri": str_or_null, "media_external_location": str_or_null,
+                "container": str_or_null, "codec": str_or_null, "type": str_or_null,
+                "duration": int_or_null, "size": int_or_null,
+                "offset_from_twilio_video_epoch": int_or_null, "failed_operation": str_or_null}),
+            "config": {"type": ["object", "null"],
+                       "description": "Room configuration (room resource fields) on api room-created"},
+            "end_reason": {"enum": [*END_REASONS, None]},
+            "params": {"type": "object", "additionalProperties": {
+                "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}},
+        },
+    }

@@ -1,0 +1,36 @@
+"""Health, readiness and Prometheus metrics. Not behind auth; nothing secret in them."""
+from __future__ import annotations
+
+from typing import Awaitable, Callable
+
+from aiohttp import web
+
+from service.http.app import METRICS, STATE, json_response
+
+STATE_KEY = STATE
+METRICS_KEY = METRICS
+from service.metrics import CONTENT_TYPE
+
+READINESS = web.AppKey("readiness", object)
+
+
+async def healthz(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+async def readyz(request: web.Request) -> web.Response:
+    check: Callable[[], Awaitable[dict]] = request.app[READINESS]
+    if request.app[STATE]["draining"]:
+        return json_response({"ready": False, "reason": "shutting down"}, status=503)
+    report = await check()
+    return json_response(report, status=200 if report.get("ready") else 503)
+
+
+async def metrics(request: web.Request) -> web.Response:
+    return web.Response(body=request.app[METRICS].render(), headers={"Content-Type": CONTENT_TYPE})
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)

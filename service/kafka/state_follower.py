@@ -1,0 +1,127 @@
+"""Follows the state topic from the beginning into a RoomIndex (each API process has one).
+
+Not a consumer group: every reader needs every room. Waiters let a request wait until the
+materializer's document for a room arrives (read-your-writes for creates and completes).
+"""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Callable
+
+import orjson
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from service import logs
+from service.metrics import Metrics
+from service.settings import Settings
+from service.state.index import Doc, RoomIndex
+
+log = logs.get(__name__)
+
+
+class StateFollower:
+    def __init__(self, settings: Settings, metrics: Metrics, index: RoomIndex | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics
+        self.index = index or RoomIndex()
+        self.index.listeners.append(self._wake)
+        self.waiters: dict[str, list[tuple[Callable[[Doc], bool], asyncio.Future]]] = {}
+        self.caught_up = asyncio.Event()
+        self.consumer: AIOKafkaConsumer | None = None
+        self.task: asyncio.Task | None = None
+        # Per partition: the next offset to read; SSE uses these as resumable positions.
+        self.positions: dict[int, int] = {}
+
+    async def start(self) -> None:
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            client_id="roomevents-state-follower",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_wait_ms=50,
+        )
+        await self.consumer.start()
+        partitions = await self._partitions()
+        tps = [TopicPartition(self.settings.state_topic, p) for p in sorted(partitions)]
+        self.consumer.assign(tps)
+        await self.consumer.seek_to_beginning(*tps)
+        ends = await self.consumer.end_offsets(tps)
+        self._catch_up_targets = {tp.partition: off for tp, off in ends.items()}
+        if all(off == 0 for off in ends.values()):
+            self.caught_up.set()
+        self.task = asyncio.create_task(self._run(), name="state-follower")
+
+    async def _partitions(self) -> set[int]:
+        for _ in range(100):
+            await self.consumer._client.force_metadata_update()
+            partitions = self.consumer.partitions_for_topic(self.settings.state_topic)
+            if partitions:
+                return partitions
+            await asyncio.sleep(0.1)
+        raise RuntimeError(f"state topic {self.settings.state_topic!r} does not exist")
+
+    async def _run(self) -> None:
+        assert self.consumer is not None
+        while True:
+            try:
+                batches = await self.consumer.getmany(timeout_ms=500, max_records=5000)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # broker away: keep trying, the index stays readable
+                log.warning("state follower fetch failed", error=repr(exc))
+                await asyncio.sleep(0.5)
+                continue
+            for tp, messages in batches.items():
+                for message in messages:
+                    try:
+                        doc = orjson.loads(message.value)
+                    except orjson.JSONDecodeError:
+                        log.error("undecodable state record skipped", partition=tp.partition, offset=message.offset)
+                        continue
+                    doc["_position"] = f"{tp.partition}:{message.offset}"
+                    self.index.put(doc)
+                    self.positions[tp.partition] = message.offset + 1
+            if not self.caught_up.is_set() and all(
+                    self.positions.get(p, 0) >= end for p, end in self._catch_up_targets.items()):
+                self.caught_up.set()
+                log.info("state view caught up", rooms=len(self.index.docs))
+
+    def _wake(self, doc: Doc) -> None:
+        waiters = self.waiters.get(doc["sid"])
+        if not waiters:
+            return
+        keep = []
+        for predicate, future in waiters:
+            if future.done():
+                continue
+            if predicate(doc):
+                future.set_result(doc)
+            else:
+                keep.append((predicate, future))
+        if keep:
+            self.waiters[doc["sid"]] = keep
+        else:
+            del self.waiters[doc["sid"]]
+
+    async def wait_for(self, sid: str, predicate: Callable[[Doc], bool], timeout: float) -> Doc:
+        """The room's document once `predicate` holds for it; TimeoutError otherwise."""
+        doc = self.index.docs.get(sid)
+        if doc is not None and predicate(doc):
+            return doc
+        future: asyncio.Future = asyncio.get_running_loop().create_future()
+        self.waiters.setdefault(sid, []).append((predicate, future))
+        try:
+            return await asyncio.wait_for(future, timeout)
+        finally:
+            if not future.done():
+                future.cancel()
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            try:
+                await self.task
+            except (asyncio.CancelledError, Exception):
+                pass
+        if self.consumer is not None:
+            await self.consumer.stop()

@@ -1,0 +1,44 @@
+"""The one structlog setup: JSON lines in production, readable console output in dev."""
+from __future__ import annotations
+
+import logging
+import sys
+
+import structlog
+
+# Keys whose values never reach a log line, whoever passes them.
+_SECRET_KEYS = frozenset({"authorization", "auth_token", "twilio_auth_token", "password", "token", "signature"})
+
+
+def _redact(_logger, _name, event_dict):
+    for key in list(event_dict):
+        if key.lower() in _SECRET_KEYS:
+            event_dict[key] = "[redacted]"
+    return event_dict
+
+
+def setup(level: str = "INFO", fmt: str = "json") -> None:
+    shared = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        _redact,
+    ]
+    renderer = (
+        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        if fmt == "console"
+        else structlog.processors.JSONRenderer()
+    )
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
+        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        cache_logger_on_first_use=True,
+    )
+    # aiokafka and aiohttp log through stdlib logging: keep their warnings, drop their chatter.
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
+    logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+
+
+def get(name: str | None = None):
+    return structlog.get_logger(name)

@@ -1,0 +1,218 @@
+"""The materializer shell: consume room events, fold, publish room documents, then commit.
+
+At-least-once in, exactly-once in effect: the fold is idempotent, so reprocessing after a crash or
+a rebalance republishes the same documents. Offsets are committed only after the state records
+of the batch are acknowledged. On assignment each partition's rooms are rebuilt by replaying its
+events up to the committed offset before any new event is applied.
+"""
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Callable
+
+import orjson
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
+
+from service import logs
+from service.events import cloudevents, record as records
+from service.kafka.producer import Publisher
+from service.metrics import Metrics
+from service.settings import Settings
+from service.state.book import RoomBook, timer_due, timer_event
+from service.state.fold import render, status
+
+log = logs.get(__name__)
+
+BATCH_RECORDS = 20000
+TIMER_INTERVAL_S = 1.0
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, owner: "Materializer") -> None:
+        self.owner = owner
+
+    async def on_partitions_revoked(self, revoked):
+        self.owner.ready = False
+        for tp in revoked:
+            self.owner.books.pop(tp.partition, None)
+        if revoked:
+            log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
+
+    async def on_partitions_assigned(self, assigned):
+        await self.owner.rebuild(assigned)
+        self.owner.ready = True
+
+
+class Materializer:
+    def __init__(self, settings: Settings, metrics: Metrics | None = None, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.clock = clock
+        self.books: dict[int, RoomBook] = {}
+        self.publisher = Publisher(settings, self.metrics, client_id="roomevents-materializer")
+        self.consumer: AIOKafkaConsumer | None = None
+        self.ready = False
+        self.stopping = asyncio.Event()
+        self.timers_sent: set[str] = set()
+        self._last_timer_scan = 0.0
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        await self.publisher.start()
+        self.consumer = AIOKafkaConsumer(
+            bootstrap_servers=self.settings.kafka_bootstrap_servers,
+            group_id=self.settings.consumer_group,
+            client_id="roomevents-materializer",
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            session_timeout_ms=self.settings.session_timeout_ms,
+            heartbeat_interval_ms=max(500, self.settings.session_timeout_ms // 6),
+            max_poll_interval_ms=300000,
+            fetch_max_wait_ms=100,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
+        await self.consumer.start()
+        self.consumer.subscribe([self.settings.events_topic], listener=_Rebalance(self))
+        log.info("materializer started", topic=self.settings.events_topic, group=self.settings.consumer_group)
+
+    async def run(self) -> None:
+        """Consume until stop() is called; then commit what was processed and leave the group."""
+        assert self.consumer is not None
+        while not self.stopping.is_set():
+            try:
+                batches = await self.consumer.getmany(timeout_ms=200, max_records=BATCH_RECORDS)
+            except KafkaError as exc:
+                log.warning("fetch failed; retrying", error=repr(exc))
+                await asyncio.sleep(0.5)
+                continue
+            if batches:
+                await self.process(batches)
+            await self.maybe_fire_timers()
+
+    async def stop(self) -> None:
+        self.stopping.set()
+
+    async def close(self) -> None:
+        if self.consumer is not None:
+            await self.consumer.stop()  # leaves the group
+        await self.publisher.stop()
+
+    # ------------------------------------------------------------ the loop body
+
+    async def process(self, batches) -> None:
+        changed: dict[str, RoomBook] = {}
+        commits: dict[TopicPartition, int] = {}
+        for tp, messages in batches.items():
+            book = self.books.get(tp.partition)
+            if book is None:  # revoked while fetched
+                continue
+            for message in messages:
+                try:
+                    event = records.decode(message.value)
+                except records.RecordError as exc:
+                    await self.publisher.dead_letter(tp.topic, message.key, message.value,
+                                                     list(message.headers or ()), reason="poison", detail=str(exc))
+                    continue
+                sid = book.apply(event)
+                changed[sid] = book
+                self.metrics.records.labels(event["type"]).inc()
+                log.debug("event folded", room_sid=sid, type=event["type"], event_id=event["event_id"],
+                          partition=tp.partition, offset=message.offset)
+            commits[tp] = messages[-1].offset + 1
+        # Only each room's latest state of the batch is published.
+        items = []
+        for sid, book in changed.items():
+            doc = render(book.rooms[sid])
+            items.append((sid.encode(), orjson.dumps(doc), cloudevents.state_headers(doc)))
+        await self.publisher.publish_many(self.settings.state_topic, items)
+        try:
+            await self.consumer.commit(commits)
+        except (CommitFailedError, IllegalStateError) as exc:
+            # A rebalance took the partitions: the next owner reprocesses and republishes the same states.
+            log.warning("offset commit failed after rebalance", error=repr(exc))
+        self._update_gauges(commits)
+        if changed:
+            log.info("batch materialized", records=sum(len(m) for m in batches.values()), rooms=len(changed))
+
+    def _update_gauges(self, commits) -> None:
+        for tp, offset in commits.items():
+            high = self.consumer.highwater(tp)
+            if high is not None:
+                self.metrics.consumer_lag.labels(str(tp.partition)).set(max(0, high - offset))
+        counts = {"in-progress": 0, "completed": 0, "failed": 0}
+        for book in self.books.values():
+            for state in book.rooms.values():
+                counts[status(state)] += 1
+        for key, value in counts.items():
+            self.metrics.rooms.labels(key).set(value)
+
+    # ------------------------------------------------------------ recovery
+
+    async def rebuild(self, assigned) -> None:
+        """Replay each newly assigned partition's events up to its committed offset (no publishing)."""
+        started = time.perf_counter()
+        targets: dict[TopicPartition, int] = {}
+        for tp in assigned:
+            committed = await self.consumer.committed(tp)
+            self.books[tp.partition] = RoomBook()
+            if committed:
+                targets[tp] = committed
+        replayed = 0
+        if targets:
+            reader = AIOKafkaConsumer(bootstrap_servers=self.settings.kafka_bootstrap_servers,
+                                      enable_auto_commit=False, auto_offset_reset="earliest",
+                                      client_id="roomevents-rebuild")
+            await reader.start()
+            try:
+                reader.assign(list(targets))
+                await reader.seek_to_beginning(*targets)
+                remaining = dict(targets)
+                while remaining:
+                    batches = await reader.getmany(*remaining, timeout_ms=1000, max_records=BATCH_RECORDS)
+                    for tp, messages in batches.items():
+                        book = self.books[tp.partition]
+                        for message in messages:
+                            if message.offset >= remaining.get(tp, 0):
+                                break
+                            try:
+                                book.apply(records.decode(message.value))
+                                replayed += 1
+                            except records.RecordError:
+                                pass  # dead-lettered when first consumed
+                        if tp in remaining and (await reader.position(tp)) >= remaining[tp]:
+                            del remaining[tp]
+            finally:
+                await reader.stop()
+        log.info("partitions assigned and rebuilt", partitions=sorted(tp.partition for tp in assigned),
+                 replayed=replayed, seconds=round(time.perf_counter() - started, 3))
+
+    # ------------------------------------------------------------ timers
+
+    async def maybe_fire_timers(self) -> None:
+        if not self.settings.timers_enabled:
+            return
+        wall = time.monotonic()
+        if wall - self._last_timer_scan < TIMER_INTERVAL_S:
+            return
+        self._last_timer_scan = wall
+        now_ms = int(self.clock() * 1000)
+        for book in list(self.books.values()):
+            for sid, state in list(book.rooms.items()):
+                if sid in self.timers_sent:
+                    continue
+                due = timer_due(state, now_ms)
+                if due is None:
+                    continue
+                event = timer_event(state, due, now_ms)
+                try:
+                    await self.publisher.publish(self.settings.events_topic, records.partition_key(event),
+                                                 records.encode(event), cloudevents.event_headers(event))
+                except Exception as exc:
+                    log.warning("timer publish failed; will retry", room_sid=sid, error=repr(exc))
+                    continue
+                self.timers_sent.add(sid)
+                log.info("room ended by timeout", room_sid=sid, end_time=event["occurred_at"])

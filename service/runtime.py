@@ -1,0 +1,116 @@
+"""Process runtimes: the ingress (HTTP + read view) and the materializer, with clean shutdown.
+
+SIGTERM/SIGINT: readiness turns false, the listener stops accepting, in-flight requests finish
+within the grace period, the producer flushes, offsets are committed, and the process exits 0.
+"""
+from __future__ import annotations
+
+import asyncio
+import signal
+import time
+from typing import Callable
+
+from aiohttp import web
+
+from service import logs
+from service.http import health
+from service.http.app import STATE, build_app
+from service.kafka.producer import Publisher
+from service.kafka.state_follower import StateFollower
+from service.materializer import Materializer
+from service.metrics import Metrics
+from service.settings import Settings
+
+log = logs.get("roomevents")
+
+
+def install_signal_handlers(stop: asyncio.Event) -> None:
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+
+
+class IngressServer:
+    """Rooms API, status callbacks, read API and stream: one aiohttp server."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.publisher = Publisher(settings, self.metrics, client_id="roomevents-ingress")
+        self.follower = StateFollower(settings, self.metrics)
+        self.app = build_app(settings, self.metrics, self.publisher, self.follower)
+        self.app[health.READINESS] = self.readiness
+        self.runner: web.AppRunner | None = None
+        self.port: int | None = None
+
+    async def readiness(self) -> dict:
+        broker = self.publisher.started and bool(self.publisher.producer.client.cluster.brokers())
+        view = self.follower.caught_up.is_set()
+        return {"ready": broker and view, "broker": broker, "state_view_caught_up": view,
+                "rooms": len(self.follower.index.docs)}
+
+    async def start(self) -> None:
+        await self.publisher.start()
+        await self.follower.start()
+        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.settings.shutdown_grace_s)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, self.settings.host, self.settings.port, backlog=1024)
+        await site.start()
+        self.port = self.runner.addresses[0][1]
+        log.info("ingress listening", url=f"http://{self.settings.host}:{self.port}",
+                 public_url=self.settings.base_url(), callback_path=self.settings.callback_path)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        """Drain: not ready, stop accepting, finish in-flight requests, flush, close."""
+        self.app[STATE]["draining"] = True
+        if self.runner is not None:
+            await self.runner.cleanup()  # closes the listener, waits for handlers up to the grace period
+        await self.publisher.stop()
+        await self.follower.stop()
+        log.info("ingress stopped")
+
+
+class MaterializerService:
+    """The materializer plus a small health/metrics server."""
+
+    def __init__(self, settings: Settings, metrics: Metrics | None = None, *, clock: Callable[[], float] = time.time,
+                 serve_health: bool = True) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.materializer = Materializer(settings, self.metrics, clock=clock)
+        self.serve_health = serve_health
+        self.runner: web.AppRunner | None = None
+        self.task: asyncio.Task | None = None
+
+    async def readiness(self) -> dict:
+        m = self.materializer
+        return {"ready": m.ready, "partitions": sorted(m.books)}
+
+    async def start(self) -> None:
+        await self.materializer.start()
+        self.task = asyncio.create_task(self.materializer.run(), name="materializer")
+        if self.serve_health:
+            app = web.Application()
+            app[health.STATE_KEY] = {"draining": False, "in_flight": 0}
+            app[health.METRICS_KEY] = self.metrics
+            app[health.READINESS] = self.readiness
+            health.add_routes(app)
+            self.runner = web.AppRunner(app, access_log=None)
+            await self.runner.setup()
+            await web.TCPSite(self.runner, self.settings.host, self.settings.metrics_port).start()
+
+    async def stop(self) -> None:
+        await self.materializer.stop()
+        if self.task is not None:
+            try:
+                await asyncio.wait_for(self.task, self.settings.shutdown_grace_s + 5)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self.task.cancel()
+        await self.materializer.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        log.info("materializer stopped")

@@ -1,0 +1,80 @@
+"""RoomBook: the rooms of the partitions one materializer owns, and who holds each unique name.
+
+Pure domain code (no I/O, the clock is a parameter). Room state is folded by `fold`; the one
+decision that depends on log order rather than Twilio time is unique-name arbitration: records are
+keyed by unique name, so every competitor for a name sits on one partition, and the first create
+in log order while the name is free wins. Replaying the partition replays the same decisions.
+"""
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from service.events import record as records
+from service.state.fold import RoomState, date_created_ms, fold, mark_failed, order_of, status, unique_name
+
+UNIQUE_NAME_TAKEN = "unique-name-taken"
+
+
+class RoomBook:
+    def __init__(self) -> None:
+        self.rooms: dict[str, RoomState] = {}
+        self.active_names: dict[str, str] = {}
+
+    def apply(self, event: Mapping[str, Any]) -> str:
+        """Fold one event in; returns the SID of the room it changed."""
+        sid = event["room_sid"]
+        before = self.rooms.get(sid)
+        after = fold(before, event)
+        name = unique_name(after)
+        holder = self.active_names.get(name)
+        if (event["type"] == "room-created" and event.get("source") == "api" and before is None
+                and holder is not None and holder != sid and status(self.rooms[holder]) == "in-progress"):
+            after = mark_failed(after, UNIQUE_NAME_TAKEN, order_of(event))
+        self.rooms[sid] = after
+        if status(after) == "in-progress":
+            self.active_names.setdefault(name, sid)
+        elif holder == sid:
+            del self.active_names[name]
+        return sid
+
+    def apply_all(self, events: Iterable[Mapping[str, Any]]) -> set[str]:
+        return {self.apply(e) for e in events}
+
+    def forget(self, sids: Iterable[str]) -> None:
+        """Drop rooms (their partition was revoked)."""
+        for sid in sids:
+            state = self.rooms.pop(sid, None)
+            if state is not None:
+                name = unique_name(state)
+                if self.active_names.get(name) == sid:
+                    del self.active_names[name]
+
+
+def timer_due(state: RoomState, now_ms: int) -> int | None:
+    """When roomevents is the room's authority, the instant its timeout ended it, if that has passed.
+
+    Authority: created through our API with no StatusCallback (so Twilio reports nothing). Unused:
+    no participant ever connected within UnusedRoomTimeout minutes of creation. Empty: every
+    participant left and EmptyRoomTimeout minutes passed since the last one left. The returned
+    instant is computed from the history, not from `now`, so a replay emits the same record.
+    """
+    if state["config"] is None or status(state) != "in-progress":
+        return None
+    config = state["config"][1]
+    if config.get("status_callback"):
+        return None
+    participants = state["participants"].values()
+    if not participants:
+        due = date_created_ms(state) + int(config.get("unused_room_timeout") or 5) * 60_000
+    elif all(p["disconnected_ms"] is not None for p in participants):
+        last_left = max(p["disconnected_ms"] for p in participants)
+        due = last_left + int(config.get("empty_room_timeout") or 5) * 60_000
+    else:
+        return None
+    return due if due <= now_ms else None
+
+
+def timer_event(state: RoomState, due_ms: int, now_ms: int) -> dict[str, Any]:
+    config = state["config"][1]
+    return records.room_ended(config.get("account_sid") or "", state["sid"], unique_name(state), due_ms,
+                              reason="timeout") | {"received_at": records.format_ms(now_ms)}

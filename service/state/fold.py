@@ -1,0 +1,298 @@
+"""The room-state reducer: fold(state, event) -> state. Pure: no I/O, no clock, no mutation.
+
+Order-insensitive by construction: every field is merged with min, max, or last-writer-wins under
+one total order, (occurred_at_ms, sequence_number, event_id). So the same set of events, in any
+order and with any duplicates, folds to the same state; replaying the topic equals the live run.
+Twilio's Timestamp orders events, never arrival. Completed and failed are final because they
+derive from the mere presence of an end (or failure), which no later event can take away.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from service.events.record import format_ms, format_twilio_date
+
+RoomState = dict[str, Any]
+Order = tuple[int, int, str]
+
+# Twilio room-resource fields, in Twilio's order; `url` and `links` are added by the read API.
+RESOURCE_FIELDS = (
+    "account_sid", "audio_only", "date_created", "date_updated", "duration", "empty_room_timeout",
+    "enable_turn", "end_time", "large_room", "max_concurrent_published_tracks",
+    "max_participant_duration", "max_participants", "media_region", "record_participants_on_connect",
+    "sid", "status", "status_callback", "status_callback_method", "type", "unique_name",
+    "unused_room_timeout", "video_codecs",
+)
+_RECORDING_STATUS = {"recording-started": (1, "processing"), "recording-completed": (2, "completed"),
+                     "recording-failed": (3, "failed")}
+_TRACK_TOGGLES = {"track-added": True, "track-enabled": True, "track-disabled": False}
+
+
+def order_of(event: Mapping[str, Any]) -> Order:
+    return (event["occurred_at_ms"], event.get("sequence_number") or 0, event["event_id"])
+
+
+def _min(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a <= b else b
+
+
+def _max(a, b):
+    if a is None:
+        return b
+    if b is None:
+        return a
+    return a if a >= b else b
+
+
+def _lww(current: tuple | None, order: Order, value: Any) -> tuple:
+    """Last writer wins: keep (order, value) with the greatest order."""
+    if current is None or order > current[0]:
+        return (order, value)
+    return current
+
+
+def _earliest(current: tuple | None, order: Order, value: Any) -> tuple:
+    if current is None or order < current[0]:
+        return (order, value)
+    return current
+
+
+def empty(room_sid: str) -> RoomState:
+    return {
+        "sid": room_sid,
+        "config": None,        # (order, room configuration) from an api room-created
+        "observed": None,      # (order, (account_sid, room_name, room_type)) from any event
+        "created_ms": None,    # earliest room-created
+        "first_seen_ms": None,
+        "ended": None,         # (order, (end_ms, end_reason)) earliest room-ended
+        "room_duration": None, # RoomDuration as Twilio reported it
+        "failed": None,        # (order, reason) earliest failure
+        "participants": {},
+        "tracks": {},
+        "recordings": {},
+        "last": None,          # (order, type) of the latest event by Twilio time
+    }
+
+
+def fold(state: RoomState | None, event: Mapping[str, Any]) -> RoomState:
+    """Apply one room event. Returns a new state; `state` is never modified."""
+    s = dict(state) if state is not None else empty(event["room_sid"])
+    order = order_of(event)
+    ts = order[0]
+    kind = event["type"]
+    room = event.get("room") or {}
+
+    s["first_seen_ms"] = _min(s["first_seen_ms"], ts)
+    s["last"] = _lww(s["last"], order, kind)
+    s["observed"] = _lww(s["observed"], order, (event.get("account_sid"), event.get("room_name"), room.get("type")))
+
+    if kind == "room-created":
+        s["created_ms"] = _min(s["created_ms"], ts)
+        if event.get("config") is not None:
+            s["config"] = _earliest(s["config"], order, event["config"])
+    elif kind == "room-ended":
+        s["ended"] = _earliest(s["ended"], order, (ts, event.get("end_reason") or "callback"))
+        s["room_duration"] = _max(s["room_duration"], room.get("duration"))
+    if room.get("status") == "failed":
+        s["failed"] = _earliest(s["failed"], order, "reported-by-twilio")
+
+    participant = event.get("participant")
+    if participant:
+        s["participants"] = _fold_participant(s["participants"], participant, kind, ts)
+    track = event.get("track")
+    if track:
+        s["tracks"] = _fold_track(s["tracks"], track, participant, kind, order)
+    recording = event.get("recording")
+    if recording:
+        s["recordings"] = _fold_recording(s["recordings"], recording, participant, kind, ts)
+    return s
+
+
+def mark_failed(state: RoomState, reason: str, order: Order) -> RoomState:
+    """A decision outside one room's history (losing the unique-name race) fails the room."""
+    s = dict(state)
+    s["failed"] = _earliest(s["failed"], order, reason)
+    return s
+
+
+def _fold_participant(participants: dict, p: Mapping[str, Any], kind: str, ts: int) -> dict:
+    sid = p["sid"]
+    cur = participants.get(sid) or {"identity": None, "connected_ms": None, "disconnected_ms": None,
+                                    "first_seen_ms": None, "duration": None}
+    new = dict(cur)
+    new["identity"] = _min(cur["identity"], p.get("identity"))
+    new["first_seen_ms"] = _min(cur["first_seen_ms"], ts)
+    if kind == "participant-connected":
+        new["connected_ms"] = _min(cur["connected_ms"], ts)
+    elif kind == "participant-disconnected" or p.get("status") == "disconnected":
+        new["disconnected_ms"] = _max(cur["disconnected_ms"], ts)
+        new["duration"] = _max(cur["duration"], p.get("duration"))
+    out = dict(participants)
+    out[sid] = new
+    return out
+
+
+def _fold_track(tracks: dict, t: Mapping[str, Any], participant, kind: str, order: Order) -> dict:
+    sid = t["sid"]
+    cur = tracks.get(sid) or {"participant_sid": None, "kind": None, "name": None, "added_ms": None,
+                              "removed_ms": None, "enabled": None}
+    new = dict(cur)
+    new["participant_sid"] = _min(cur["participant_sid"], participant.get("sid") if participant else None)
+    new["kind"] = _min(cur["kind"], t.get("kind"))
+    new["name"] = _min(cur["name"], t.get("name"))
+    if kind == "track-added":
+        new["added_ms"] = _min(cur["added_ms"], order[0])
+    elif kind == "track-removed":
+        new["removed_ms"] = _max(cur["removed_ms"], order[0])
+    if kind in _TRACK_TOGGLES:
+        new["enabled"] = _lww(cur["enabled"], order, _TRACK_TOGGLES[kind])
+    out = dict(tracks)
+    out[sid] = new
+    return out
+
+
+def _fold_recording(recordings: dict, r: Mapping[str, Any], participant, kind: str, ts: int) -> dict:
+    sid = r["sid"]
+    cur = recordings.get(sid) or {"rank": 0, "started_ms": None, "participant_sid": None}
+    new = dict(cur)
+    for key, value in r.items():
+        if key != "sid" and value is not None:
+            new[key] = _max(cur.get(key), value)
+    new["participant_sid"] = _min(cur["participant_sid"], participant.get("sid") if participant else None)
+    if kind in _RECORDING_STATUS:
+        new["rank"] = max(cur["rank"], _RECORDING_STATUS[kind][0])
+    if kind == "recording-started":
+        new["started_ms"] = _min(cur["started_ms"], ts)
+    out = dict(recordings)
+    out[sid] = new
+    return out
+
+
+# ---------------------------------------------------------------- derived views of a state
+
+def status(s: RoomState) -> str:
+    if s["failed"] is not None:
+        return "failed"
+    if s["ended"] is not None:
+        return "completed"
+    return "in-progress"
+
+
+def unique_name(s: RoomState) -> str:
+    if s["config"] is not None:
+        return s["config"][1].get("unique_name") or s["sid"]
+    if s["observed"] is not None and s["observed"][1][1]:
+        return s["observed"][1][1]
+    return s["sid"]
+
+
+def date_created_ms(s: RoomState) -> int:
+    return _min(s["created_ms"], s["first_seen_ms"])
+
+
+def end_ms(s: RoomState) -> int | None:
+    if s["ended"] is not None:
+        return s["ended"][1][0]
+    if s["failed"] is not None:
+        return s["failed"][0][0]
+    return None
+
+
+def peak_concurrency(participants: Mapping[str, Mapping[str, Any]]) -> int:
+    """Most participants connected at the same instant, from their connect/disconnect times."""
+    edges = []
+    for p in participants.values():
+        start = p["connected_ms"] if p["connected_ms"] is not None else p["first_seen_ms"]
+        edges.append((start, 1))
+        if p["disconnected_ms"] is not None:
+            edges.append((p["disconnected_ms"], -1))
+    peak = current = 0
+    for _, delta in sorted(edges, key=lambda e: (e[0], e[1])):  # leaves before joins at one instant
+        current += delta
+        peak = max(peak, current)
+    return peak
+
+
+def render(s: RoomState) -> dict[str, Any]:
+    """The full room document for the state topic: the Twilio resource plus dashboard fields."""
+    config = s["config"][1] if s["config"] is not None else {}
+    observed = s["observed"][1] if s["observed"] is not None else (None, None, None)
+    room_status = status(s)
+    created = date_created_ms(s)
+    ended = end_ms(s)
+    duration = None
+    if s["ended"] is not None:
+        duration = s["room_duration"] if s["room_duration"] is not None else max(0, (ended - created) // 1000)
+    elif ended is not None:
+        duration = max(0, (ended - created) // 1000)
+    updated = s["last"][0][0] if s["last"] is not None else created
+
+    participants = []
+    connected = 0
+    for sid, p in sorted(s["participants"].items()):
+        start = p["connected_ms"] if p["connected_ms"] is not None else p["first_seen_ms"]
+        left = p["disconnected_ms"]
+        is_connected = left is None and room_status == "in-progress"
+        connected += is_connected
+        p_end = left if left is not None else (ended if room_status != "in-progress" else None)
+        p_duration = p["duration"] if p["duration"] is not None else (
+            None if p_end is None else max(0, (p_end - start) // 1000))
+        participants.append({
+            "sid": sid, "identity": p["identity"],
+            "status": "connected" if is_connected else "disconnected",
+            "start_time": format_twilio_date(start), "end_time": format_twilio_date(p_end),
+            "duration": p_duration,
+        })
+
+    published = {"audio": 0, "video": 0, "data": 0}
+    tracks = []
+    for sid, t in sorted(s["tracks"].items()):
+        is_published = t["removed_ms"] is None and room_status == "in-progress"
+        if is_published and t["kind"] in published:
+            published[t["kind"]] += 1
+        tracks.append({"sid": sid, "participant_sid": t["participant_sid"], "kind": t["kind"],
+                       "name": t["name"], "published": is_published,
+                       "enabled": t["enabled"][1] if t["enabled"] is not None else None})
+
+    recordings = []
+    for sid, r in sorted(s["recordings"].items()):
+        rec_status = {0: "processing", 1: "processing", 2: "completed", 3: "failed"}[r["rank"]]
+        recordings.append({"sid": sid, "status": rec_status, "participant_sid": r["participant_sid"],
+                           "source_sid": r.get("source_sid"), "type": r.get("type"),
+                           "codec": r.get("codec"), "container": r.get("container"),
+                           "duration": r.get("duration"), "size": r.get("size"),
+                           "media_uri": r.get("media_uri"), "failure": r.get("failed_operation")})
+
+    doc = {key: config.get(key) for key in RESOURCE_FIELDS}
+    doc.update({
+        "account_sid": config.get("account_sid") or observed[0],
+        "sid": s["sid"],
+        "status": room_status,
+        "type": config.get("type") or observed[2],
+        "unique_name": unique_name(s),
+        "enable_turn": True if s["config"] is not None else config.get("enable_turn"),
+        "date_created": format_twilio_date(created),
+        "date_updated": format_twilio_date(updated),
+        "end_time": format_twilio_date(ended),
+        "duration": duration,
+        # Dashboard fields beyond the Twilio resource.
+        "created_via": "api" if s["config"] is not None else "callback",
+        "end_reason": s["ended"][1][1] if s["ended"] is not None else None,
+        "failure_reason": s["failed"][1] if s["failed"] is not None else None,
+        "date_created_ms": created,
+        "end_time_ms": ended,
+        "participants": participants,
+        "connected_participants": connected,
+        "peak_concurrent_participants": peak_concurrency(s["participants"]),
+        "published_tracks": published,
+        "tracks": tracks,
+        "recordings": recordings,
+        "last_event": None if s["last"] is None else {
+            "event_id": s["last"][0][2], "type": s["last"][1], "occurred_at": format_ms(s["last"][0][0]),
+            "sequence_number": s["last"][0][1]},
+    })
+    return doc
