@@ -81,7 +81,7 @@ async def observe(request: web.Request, handler):
 
 
 def build_app(settings: Settings, metrics: Metrics, publisher: Publisher, follower: StateFollower) -> web.Application:
-    from service.http import callbacks, health, rooms, stream
+    from service.http import callbacks, health, openapi, rooms, stream
 
     app = web.Application(middlewares=[observe], client_max_size=settings.max_body_bytes + 1)
     app[SETTINGS] = settings
@@ -92,5 +92,6 @@ def build_app(settings: Settings, metrics: Metrics, publisher: Publisher, follow
     health.add_routes(app)
     callbacks.add_routes(app, settings.callback_path)
     stream.add_routes(app)
+    openapi.add_routes(app)
     rooms.add_routes(app)
     return app
