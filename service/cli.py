@@ -111,15 +111,21 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=sorted(COMMANDS), help="what to run (see above)")
     args = parser.parse_args(argv)
     try:
-        cfg = settings_module.load(dev=args.command == "dev")
+        cfg = settings_module.load(dev=args.command == "dev", credentials=args.command != "topics")
     except settings_module.SettingsError as exc:
         print(f"roomevents: configuration error: {exc}", file=sys.stderr)
         return 2
     logs.setup(cfg.log_level, cfg.log_format)
+    from aiokafka.errors import KafkaConnectionError
+
     try:
         asyncio.run(COMMANDS[args.command](cfg))
     except KeyboardInterrupt:
         pass
+    except KafkaConnectionError as exc:
+        print(f"roomevents: cannot reach Kafka at {cfg.kafka_bootstrap_servers} "
+              f"(KAFKA_BOOTSTRAP_SERVERS): {exc}", file=sys.stderr)
+        return 1
     return 0
 
 

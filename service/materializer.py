@@ -34,15 +34,20 @@ class _Rebalance(ConsumerRebalanceListener):
         self.owner = owner
 
     async def on_partitions_revoked(self, revoked):
-        self.owner.ready = False
-        for tp in revoked:
-            self.owner.books.pop(tp.partition, None)
+        # The coordinator runs this beside the main loop: wait for the batch in hand to be
+        # published and committed before the partitions go.
+        async with self.owner.batch_lock:
+            self.owner.ready = False
+            for tp in revoked:
+                self.owner.books.pop(tp.partition, None)
         if revoked:
             log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned):
-        await self.owner.rebuild(assigned)
-        self.owner.ready = True
+        # Records of these partitions may already be fetched: none is folded before the rebuild ends.
+        async with self.owner.batch_lock:
+            await self.owner.rebuild(assigned)
+            self.owner.ready = True
 
 
 class Materializer:
@@ -55,6 +60,7 @@ class Materializer:
         self.publisher = Publisher(settings, self.metrics, client_id="roomevents-materializer")
         self.consumer: AIOKafkaConsumer | None = None
         self.ready = False
+        self.batch_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.timers_sent: set[str] = set()
         self._last_timer_scan = 0.0
@@ -90,7 +96,8 @@ class Materializer:
                 await asyncio.sleep(0.5)
                 continue
             if batches:
-                await self.process(batches)
+                async with self.batch_lock:
+                    await self.process(batches)
             await self.maybe_fire_timers()
 
     async def stop(self) -> None:

@@ -104,14 +104,15 @@ def _topic(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-def load(env: Mapping[str, str] | None = None, *, dev: bool = False) -> Settings:
-    """Read and validate every setting. `dev` supplies dev credentials and a loopback host."""
+def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials: bool = True) -> Settings:
+    """Read and validate every setting. `dev` supplies dev credentials and a loopback host;
+    `credentials=False` (for `roomevents topics`, which talks only to Kafka) lets them be absent."""
     env = os.environ if env is None else env
     sid = env.get("TWILIO_ACCOUNT_SID", "")
     token = env.get("TWILIO_AUTH_TOKEN", "")
-    if dev and not sid:
+    if (dev or not credentials) and not sid:
         sid = DEV_ACCOUNT_SID
-    if dev and not token:
+    if (dev or not credentials) and not token:
         token = DEV_AUTH_TOKEN
     if not sid:
         raise SettingsError("TWILIO_ACCOUNT_SID is required")

@@ -1,8 +1,97 @@
-"""GET /v1/Streams/Rooms: Server-Sent Events of room-state changes (filled in by the stream work)."""
+"""GET /v1/Streams/Rooms: Server-Sent Events of room-state changes, for dashboards.
+
+A new client gets a snapshot of the in-progress rooms, then every change. Each event's id is the
+stream position (the next state-topic offset of every partition); a client that reconnects with
+`Last-Event-ID` gets every room whose document changed after that position, then live changes:
+no change is lost, though several changes of one room while away arrive as its latest document.
+"""
 from __future__ import annotations
 
+import asyncio
+
+import orjson
 from aiohttp import web
+
+from service import logs
+from service.http.app import FOLLOWER, SETTINGS
+from service.http.auth import check_basic
+
+log = logs.get("roomevents.stream")
+QUEUE_LIMIT = 10000
+KEEPALIVE_S = 15.0
+
+
+def _encode_position(position: dict[int, int]) -> str:
+    return ".".join(f"{p}-{o}" for p, o in sorted(position.items()))
+
+
+def _decode_position(text: str) -> dict[int, int] | None:
+    if not text:
+        return None
+    try:
+        return {int(p): int(o) for p, o in (part.split("-") for part in text.split(".") if part)}
+    except ValueError:
+        return None
+
+
+def _public(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
+
+
+async def stream_rooms(request: web.Request) -> web.StreamResponse:
+    settings = request.app[SETTINGS]
+    check_basic(request.headers.get("Authorization"), settings.twilio_account_sid, settings.auth_tokens)
+    follower = request.app[FOLLOWER]
+    await follower.caught_up.wait()
+
+    queue: asyncio.Queue = asyncio.Queue(QUEUE_LIMIT)
+    overflow = asyncio.Event()
+
+    def listener(doc: dict) -> None:
+        try:
+            queue.put_nowait(doc)
+        except asyncio.QueueFull:
+            overflow.set()  # the client reconnects with Last-Event-ID and catches up without gaps
+
+    follower.index.listeners.append(listener)  # before the snapshot, so nothing slips between
+    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
+                                           "X-Accel-Buffering": "no"})
+    await response.prepare(request)
+    try:
+        resume = _decode_position(request.headers.get("Last-Event-ID", ""))
+        position = dict(follower.positions)
+        docs = list(follower.index.docs.values())
+        if resume is None:
+            backlog = [d for d in docs if d.get("status") == "in-progress"]
+            kind = "snapshot"
+        else:
+            backlog = [d for d in docs if d.get("_offset", -1) >= resume.get(d.get("_partition"), 0)]
+            kind = "resume"
+        backlog.sort(key=lambda d: (d.get("_partition", 0), d.get("_offset", 0)))
+        for doc in backlog:
+            await response.write(_event("room", _public(doc), _encode_position(position)))
+        await response.write(_event(kind + "-complete", {"rooms": len(backlog)}, _encode_position(position)))
+        while not overflow.is_set():
+            try:
+                doc = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+            except TimeoutError:
+                await response.write(b": keepalive\n\n")
+                continue
+            partition, offset = doc.get("_partition", 0), doc.get("_offset", 0)
+            if offset < position.get(partition, 0):
+                continue  # already covered by the snapshot
+            position[partition] = offset + 1
+            await response.write(_event("room", _public(doc), _encode_position(position)))
+    except (ConnectionResetError, asyncio.CancelledError):
+        pass
+    finally:
+        follower.index.listeners.remove(listener)
+    return response
+
+
+def _event(name: str, data: dict, event_id: str) -> bytes:
+    return b"id: " + event_id.encode() + b"\nevent: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 def add_routes(app: web.Application) -> None:
-    pass
+    app.router.add_get("/v1/Streams/Rooms", stream_rooms)

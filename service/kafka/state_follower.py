@@ -78,7 +78,9 @@ class StateFollower:
                     except orjson.JSONDecodeError:
                         log.error("undecodable state record skipped", partition=tp.partition, offset=message.offset)
                         continue
-                    doc["_position"] = f"{tp.partition}:{message.offset}"
+                    # Where this document sits on the state topic: SSE clients resume from it.
+                    doc["_partition"] = tp.partition
+                    doc["_offset"] = message.offset
                     self.index.put(doc)
                     self.positions[tp.partition] = message.offset + 1
             if not self.caught_up.is_set() and all(

@@ -1,0 +1,116 @@
+{{/* Chart name, truncated to the DNS label limit. */}}
+{{- define "roomevents.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Fully qualified app name: "<release>-<chart>" unless the release already contains the chart name. */}}
+{{- define "roomevents.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* "<chart>-<version>" for the helm.sh/chart label. */}}
+{{- define "roomevents.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Labels shared by every resource. */}}
+{{- define "roomevents.labels" -}}
+helm.sh/chart: {{ include "roomevents.chart" . }}
+{{ include "roomevents.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: roomevents
+{{- end }}
+
+{{/* Selector labels shared by every role; add app.kubernetes.io/component per role. */}}
+{{- define "roomevents.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "roomevents.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{/* Name of the ServiceAccount used by the role pods. */}}
+{{- define "roomevents.serviceAccountName" -}}
+{{- if .Values.serviceAccount.create }}
+{{- default (include "roomevents.fullname" .) .Values.serviceAccount.name }}
+{{- else }}
+{{- default "default" .Values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Image reference; the tag defaults to the chart's appVersion. */}}
+{{- define "roomevents.image" -}}
+{{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
+{{- end }}
+
+{{/* Name of the Secret holding the Twilio auth token(s). */}}
+{{- define "roomevents.secretName" -}}
+{{- default (include "roomevents.fullname" .) .Values.twilio.existingSecret }}
+{{- end }}
+
+{{/* Fail early on settings without which no pod can work. */}}
+{{- define "roomevents.validate" -}}
+{{- if not .Values.kafka.bootstrapServers }}
+{{- fail "kafka.bootstrapServers is required" }}
+{{- end }}
+{{- if not .Values.twilio.accountSid }}
+{{- fail "twilio.accountSid is required (TWILIO_ACCOUNT_SID)" }}
+{{- end }}
+{{- if not (regexMatch "^AC[0-9a-fA-F]{32}$" .Values.twilio.accountSid) }}
+{{- fail "twilio.accountSid must be \"AC\" followed by 32 hex digits" }}
+{{- end }}
+{{- if and (not .Values.twilio.existingSecret) (not .Values.twilio.authToken) }}
+{{- fail "set twilio.authToken, or twilio.existingSecret naming a Secret that holds TWILIO_AUTH_TOKEN" }}
+{{- end }}
+{{- if lt (int .Values.topics.partitions) 1 }}
+{{- fail "topics.partitions must be >= 1" }}
+{{- end }}
+{{- if lt (int .Values.topics.replication) 1 }}
+{{- fail "topics.replication must be >= 1" }}
+{{- end }}
+{{- /* SIGTERM budget: preStop sleep, then up to shutdownGraceSeconds (+5 s for the materializer's close). */}}
+{{- $grace := int .Values.config.shutdownGraceSeconds }}
+{{- if lt (int .Values.roles.ingress.terminationGracePeriodSeconds) (add (int .Values.roles.ingress.preStopSleepSeconds) $grace 5) }}
+{{- fail "roles.ingress.terminationGracePeriodSeconds must be >= preStopSleepSeconds + config.shutdownGraceSeconds + 5" }}
+{{- end }}
+{{- if lt (int .Values.roles.materializer.terminationGracePeriodSeconds) (add (int .Values.roles.materializer.preStopSleepSeconds) $grace 5) }}
+{{- fail "roles.materializer.terminationGracePeriodSeconds must be >= preStopSleepSeconds + config.shutdownGraceSeconds + 5" }}
+{{- end }}
+{{- end }}
+
+{{/* envFrom shared by every role container: the settings ConfigMap. */}}
+{{- define "roomevents.envFrom" -}}
+- configMapRef:
+    name: {{ include "roomevents.fullname" . }}
+{{- end }}
+
+{{/* The auth token(s) from the Secret; the secondary token is optional. */}}
+{{- define "roomevents.secretEnv" -}}
+- name: TWILIO_AUTH_TOKEN
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "roomevents.secretName" . }}
+      key: {{ if .Values.twilio.existingSecret }}{{ .Values.twilio.existingSecretAuthTokenKey }}{{ else }}TWILIO_AUTH_TOKEN{{ end }}
+- name: TWILIO_AUTH_TOKEN_SECONDARY
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "roomevents.secretName" . }}
+      key: {{ if .Values.twilio.existingSecret }}{{ .Values.twilio.existingSecretAuthTokenSecondaryKey }}{{ else }}TWILIO_AUTH_TOKEN_SECONDARY{{ end }}
+      optional: true
+{{- end }}
+
+{{/* Checksums that roll the pods when the ConfigMap or chart-managed Secret changes. */}}
+{{- define "roomevents.configChecksums" -}}
+checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
+{{- if not .Values.twilio.existingSecret }}
+checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- end }}
+{{- end }}

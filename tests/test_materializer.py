@@ -1,0 +1,163 @@
+"""The materializer against a real broker: crash recovery, group membership changes, poison records,
+timers. Final states must equal one clean fold over the same events."""
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+
+import orjson
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
+
+from service.metrics import Metrics
+from service.kafka.state_follower import StateFollower
+from service.runtime import MaterializerService
+from service.state.book import RoomBook
+from service.state.fold import render
+from tests import streams
+from tests.conftest import wait_until
+
+
+def clean_run(events: list[dict]) -> dict[str, dict]:
+    book = RoomBook()
+    for e in events:
+        book.apply(e)
+    return {sid: render(state) for sid, state in book.rooms.items()}
+
+
+def public(doc: dict) -> dict:
+    return {k: v for k, v in doc.items() if not k.startswith("_")}
+
+
+async def follow(settings) -> StateFollower:
+    follower = StateFollower(settings, Metrics())
+    await follower.start()
+    return follower
+
+
+async def wait_for_states(follower: StateFollower, expected: dict[str, dict], timeout: float = 60) -> None:
+    def matches():
+        docs = follower.index.docs
+        return len(docs) == len(expected) and all(public(docs[sid]) == doc for sid, doc in expected.items()
+                                                  if sid in docs)
+    try:
+        await wait_until(matches, timeout=timeout, interval=0.1)
+    except AssertionError:
+        docs = follower.index.docs
+        wrong = [sid for sid, d in expected.items() if sid not in docs or public(docs[sid]) != d]
+        diff = {}
+        if wrong and wrong[0] in docs:
+            got, want = public(docs[wrong[0]]), expected[wrong[0]]
+            diff = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
+        raise AssertionError(f"{len(docs)}/{len(expected)} rooms; {len(wrong)} differ, e.g. {wrong[:3]}: {diff}") from None
+
+
+def _subprocess_env(settings) -> dict[str, str]:
+    return os.environ | {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
+        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
+        "ROOMEVENTS_EVENTS_TOPIC": settings.events_topic,
+        "ROOMEVENTS_STATE_TOPIC": settings.state_topic,
+        "ROOMEVENTS_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+        "ROOMEVENTS_CONSUMER_GROUP": settings.consumer_group,
+        "ROOMEVENTS_SESSION_TIMEOUT_MS": "6000",
+        "ROOMEVENTS_METRICS_PORT": "0",
+        "ROOMEVENTS_HOST": "127.0.0.1",
+        "ROOMEVENTS_TIMERS": "false",
+        "ROOMEVENTS_LOG_LEVEL": os.environ.get("MATERIALIZER_LOG_LEVEL", "WARNING"), "ROOMEVENTS_LOG_FORMAT": "console",
+    }
+
+
+async def test_sigkill_mid_stream_then_restart_equals_clean_run(settings):
+    settings = settings.with_overrides(timers_enabled=False)
+    events = streams.interleaved(40, seed=1, extra_events=2)
+    expected = clean_run(events)
+    follower = await follow(settings)
+    env = _subprocess_env(settings)
+    cmd = [sys.executable, "-m", "service.cli", "materializer"]
+    first = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=open("/tmp/mat1.log", "w"))
+    try:
+        half = len(events) // 2
+        await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, events[:half])
+        # Kill it once it has published some states but (very likely) not all of the first half.
+        await wait_until(lambda: len(follower.index.docs) > 0, timeout=40)
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+        await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, events[half:])
+        second = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=open("/tmp/mat2.log", "w"))
+        try:
+            await wait_for_states(follower, expected)
+        finally:
+            second.send_signal(signal.SIGTERM)
+            assert await asyncio.wait_for(second.wait(), 30) == 0
+    finally:
+        if first.returncode is None:
+            first.kill()
+        await follower.stop()
+
+
+async def test_instances_join_and_leave_during_a_stream(settings):
+    settings = settings.with_overrides(timers_enabled=False)
+    events = streams.interleaved(60, seed=2)
+    expected = clean_run(events)
+    follower = await follow(settings)
+    a = MaterializerService(settings, Metrics(), serve_health=False)
+    b = MaterializerService(settings, Metrics(), serve_health=False)
+    try:
+        await a.start()
+        chunks = list(streams.iter_chunks(events, len(events) // 3 + 1))
+        await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, chunks[0])
+        await b.start()  # joins: partitions are split between a and b
+        await wait_until(lambda: a.materializer.books and b.materializer.books
+                         and a.materializer.ready and b.materializer.ready, timeout=40)
+        await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, chunks[1])
+        await a.stop()  # leaves: b takes every partition and rebuilds them
+        await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, chunks[2])
+        await wait_until(lambda: len(b.materializer.books) == settings.topic_partitions and b.materializer.ready,
+                         timeout=40)
+        await wait_for_states(follower, expected)
+    finally:
+        await b.stop()
+        await follower.stop()
+
+
+async def test_poison_records_are_dead_lettered_and_the_stream_goes_on(settings):
+    events = streams.interleaved(3, seed=3)
+    expected = clean_run(events)
+    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
+    await producer.start()
+    try:
+        await producer.send_and_wait(settings.events_topic, b"\xff not json", key=b"room-0")
+        await producer.send_and_wait(settings.events_topic, orjson.dumps({"schema_version": 99, "event_id": "x"}),
+                                     key=b"room-1")
+    finally:
+        await producer.stop()
+    await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, events)
+    follower = await follow(settings)
+    service = MaterializerService(settings.with_overrides(timers_enabled=False), Metrics(), serve_health=False)
+    await service.start()
+    try:
+        await wait_for_states(follower, expected)
+        consumer = AIOKafkaConsumer(settings.dead_letter_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        letters = []
+        try:
+            async def collect():
+                for messages in (await consumer.getmany(timeout_ms=200)).values():
+                    letters.extend(orjson.loads(m.value) for m in messages)
+                return len(letters) >= 2
+            for _ in range(100):
+                if await collect():
+                    break
+        finally:
+            await consumer.stop()
+        assert sorted(letter["reason"] for letter in letters) == ["poison", "poison"]
+        details = " ".join(letter["detail"] for letter in letters)
+        assert "undecodable" in details and "schema_version 99" in details
+        assert service.metrics.dead_letters.labels("poison")._value.get() == 2
+    finally:
+        await service.stop()
+        await follower.stop()
