@@ -40,6 +40,7 @@ class _Rebalance(ConsumerRebalanceListener):
             self.owner.ready = False
             for tp in revoked:
                 self.owner.books.pop(tp.partition, None)
+                self.owner.metrics.forget_partition(tp.partition)
         if revoked:
             log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
@@ -63,6 +64,7 @@ class Materializer:
         self.batch_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.timers_sent: set[str] = set()
+        self.processed = 0  # records consumed (folded or dead-lettered), for benchmarks and logs
         self._last_timer_scan = 0.0
 
     # ------------------------------------------------------------ lifecycle
@@ -130,6 +132,7 @@ class Materializer:
                 log.debug("event folded", room_sid=sid, type=event["type"], event_id=event["event_id"],
                           partition=tp.partition, offset=message.offset)
             commits[tp] = messages[-1].offset + 1
+            self.processed += len(messages)
         # Only each room's latest state of the batch is published.
         items = []
         for sid, book in changed.items():

@@ -23,3 +23,10 @@ class Metrics:
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def forget_partition(self, partition: int) -> None:
+        """A revoked partition's lag is its new owner's to report."""
+        try:
+            self.consumer_lag.remove(str(partition))
+        except KeyError:
+            pass

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from service.events import record as records
-from service.state.fold import RoomState, date_created_ms, fold, mark_failed, order_of, status, unique_name
+from service.state.fold import (RoomState, date_created_ms, fold, mark_failed, order_of, participant_interval,
+                                status, unique_name)
 
 UNIQUE_NAME_TAKEN = "unique-name-taken"
 
@@ -27,7 +28,9 @@ class RoomBook:
         after = fold(before, event)
         name = unique_name(after)
         holder = self.active_names.get(name)
-        if (event["type"] == "room-created" and event.get("source") == "api" and before is None
+        # Arbitrate the room's first api create, even if callbacks for its SID came before it.
+        if (event["type"] == "room-created" and event.get("source") == "api"
+                and (before is None or before["config"] is None)
                 and holder is not None and holder != sid and status(self.rooms[holder]) == "in-progress"):
             after = mark_failed(after, UNIQUE_NAME_TAKEN, order_of(event))
         self.rooms[sid] = after
@@ -54,24 +57,43 @@ def timer_due(state: RoomState, now_ms: int) -> int | None:
     """When roomevents is the room's authority, the instant its timeout ended it, if that has passed.
 
     Authority: created through our API with no StatusCallback (so Twilio reports nothing). Unused:
-    no participant ever connected within UnusedRoomTimeout minutes of creation. Empty: every
-    participant left and EmptyRoomTimeout minutes passed since the last one left. The returned
-    instant is computed from the history, not from `now`, so a replay emits the same record.
+    no participant connected within UnusedRoomTimeout minutes of creation. Empty: the room stayed
+    empty for EmptyRoomTimeout minutes after a participant left. The history is swept in Twilio
+    time, so the first timeout that elapsed wins even if participants (stamped later) arrived since;
+    the instant comes from the history, not from `now`, so a replay emits the same record.
     """
     if state["config"] is None or status(state) != "in-progress":
         return None
     config = state["config"][1]
     if config.get("status_callback"):
         return None
-    participants = state["participants"].values()
+    due = _timeout_instant(state, config)
+    return due if due is not None and due <= now_ms else None
+
+
+def _timeout_instant(state: RoomState, config: Mapping[str, Any]) -> int | None:
+    unused = date_created_ms(state) + int(config.get("unused_room_timeout") or 5) * 60_000
+    participants = state["participants"]
     if not participants:
-        due = date_created_ms(state) + int(config.get("unused_room_timeout") or 5) * 60_000
-    elif all(p["disconnected_ms"] is not None for p in participants):
-        last_left = max(p["disconnected_ms"] for p in participants)
-        due = last_left + int(config.get("empty_room_timeout") or 5) * 60_000
-    else:
-        return None
-    return due if due <= now_ms else None
+        return unused
+    empty_for = int(config.get("empty_room_timeout") or 5) * 60_000
+    edges = []
+    for p in participants.values():
+        start, left = participant_interval(p)
+        edges.append((start, 1))
+        if left is not None:
+            edges.append((left, -1))
+    edges.sort()  # leaves before joins at one instant
+    if edges[0][0] >= unused:
+        return unused  # nobody came in time
+    present = 0
+    emptied_at = None
+    for at, delta in edges:
+        if emptied_at is not None and at >= emptied_at + empty_for:
+            return emptied_at + empty_for  # stayed empty long enough before this join
+        present += delta
+        emptied_at = at if present == 0 else None
+    return emptied_at + empty_for if emptied_at is not None else None
 
 
 def timer_event(state: RoomState, due_ms: int, now_ms: int) -> dict[str, Any]:

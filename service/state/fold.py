@@ -65,10 +65,15 @@ def empty(room_sid: str) -> RoomState:
     return {
         "sid": room_sid,
         "config": None,        # (order, room configuration) from an api room-created
-        "observed": None,      # (order, (account_sid, room_name, room_type)) from any event
+        # What the events say about the room, each the least non-null value seen (they do not
+        # change over a room's life; min keeps an event without them from blanking them).
+        "account_sid": None,
+        "room_name": None,     # RoomName, unless it is only the SID fallback
+        "room_type": None,
         "created_ms": None,    # earliest room-created
         "first_seen_ms": None,
         "ended": None,         # (order, (end_ms, end_reason)) earliest room-ended
+        "completed_seen": None,  # (order, end_ms) earliest other event reporting RoomStatus=completed
         "room_duration": None, # RoomDuration as Twilio reported it
         "failed": None,        # (order, reason) earliest failure
         "participants": {},
@@ -86,9 +91,20 @@ def fold(state: RoomState | None, event: Mapping[str, Any]) -> RoomState:
     kind = event["type"]
     room = event.get("room") or {}
 
-    s["first_seen_ms"] = _min(s["first_seen_ms"], ts)
-    s["last"] = _lww(s["last"], order, kind)
-    s["observed"] = _lww(s["observed"], order, (event.get("account_sid"), event.get("room_name"), room.get("type")))
+    if s["first_seen_ms"] is None or ts < s["first_seen_ms"]:
+        s["first_seen_ms"] = ts
+    if s["last"] is None or order > s["last"][0]:
+        s["last"] = (order, kind)
+    # Almost always equal to what is stored: one comparison each on the hot path.
+    value = event.get("account_sid")
+    if value is not None and value != s["account_sid"]:
+        s["account_sid"] = _min(s["account_sid"], value)
+    value = event.get("room_name")
+    if value is not None and value != s["room_name"] and value != s["sid"]:
+        s["room_name"] = _min(s["room_name"], value)
+    value = room.get("type")
+    if value is not None and value != s["room_type"]:
+        s["room_type"] = _min(s["room_type"], value)
 
     if kind == "room-created":
         s["created_ms"] = _min(s["created_ms"], ts)
@@ -97,8 +113,13 @@ def fold(state: RoomState | None, event: Mapping[str, Any]) -> RoomState:
     elif kind == "room-ended":
         s["ended"] = _earliest(s["ended"], order, (ts, event.get("end_reason") or "callback"))
         s["room_duration"] = _max(s["room_duration"], room.get("duration"))
-    if room.get("status") == "failed":
-        s["failed"] = _earliest(s["failed"], order, "reported-by-twilio")
+    room_status = room.get("status")
+    if room_status is not None and room_status != "in-progress":
+        if room_status == "failed":
+            s["failed"] = _earliest(s["failed"], order, "reported-by-twilio")
+        elif room_status == "completed" and kind != "room-ended":
+            # Twilio says the room is over even though its room-ended (if any) is not here.
+            s["completed_seen"] = _earliest(s["completed_seen"], order, ts)
 
     participant = event.get("participant")
     if participant:
@@ -177,7 +198,7 @@ def _fold_recording(recordings: dict, r: Mapping[str, Any], participant, kind: s
 def status(s: RoomState) -> str:
     if s["failed"] is not None:
         return "failed"
-    if s["ended"] is not None:
+    if s["ended"] is not None or s["completed_seen"] is not None:
         return "completed"
     return "in-progress"
 
@@ -185,9 +206,7 @@ def status(s: RoomState) -> str:
 def unique_name(s: RoomState) -> str:
     if s["config"] is not None:
         return s["config"][1].get("unique_name") or s["sid"]
-    if s["observed"] is not None and s["observed"][1][1]:
-        return s["observed"][1][1]
-    return s["sid"]
+    return s["room_name"] or s["sid"]
 
 
 def date_created_ms(s: RoomState) -> int:
@@ -197,19 +216,38 @@ def date_created_ms(s: RoomState) -> int:
 def end_ms(s: RoomState) -> int | None:
     if s["ended"] is not None:
         return s["ended"][1][0]
+    if s["completed_seen"] is not None:
+        return s["completed_seen"][1]
     if s["failed"] is not None:
         return s["failed"][0][0]
     return None
+
+
+def end_reason(s: RoomState) -> str | None:
+    if s["ended"] is not None:
+        return s["ended"][1][1]
+    if s["completed_seen"] is not None:
+        return "callback"
+    return None
+
+
+def participant_interval(p: Mapping[str, Any]) -> tuple[int, int | None]:
+    """(joined, left) of one participant; a leave stamped before the join (clock skew) is the join."""
+    start = p["connected_ms"] if p["connected_ms"] is not None else p["first_seen_ms"]
+    left = p["disconnected_ms"]
+    if left is not None and left < start:
+        left = start
+    return start, left
 
 
 def peak_concurrency(participants: Mapping[str, Mapping[str, Any]]) -> int:
     """Most participants connected at the same instant, from their connect/disconnect times."""
     edges = []
     for p in participants.values():
-        start = p["connected_ms"] if p["connected_ms"] is not None else p["first_seen_ms"]
+        start, left = participant_interval(p)
         edges.append((start, 1))
-        if p["disconnected_ms"] is not None:
-            edges.append((p["disconnected_ms"], -1))
+        if left is not None:
+            edges.append((left, -1))
     peak = current = 0
     for _, delta in sorted(edges, key=lambda e: (e[0], e[1])):  # leaves before joins at one instant
         current += delta
@@ -220,28 +258,26 @@ def peak_concurrency(participants: Mapping[str, Mapping[str, Any]]) -> int:
 def render(s: RoomState) -> dict[str, Any]:
     """The full room document for the state topic: the Twilio resource plus dashboard fields."""
     config = s["config"][1] if s["config"] is not None else {}
-    observed = s["observed"][1] if s["observed"] is not None else (None, None, None)
     room_status = status(s)
     created = date_created_ms(s)
     ended = end_ms(s)
     duration = None
-    if s["ended"] is not None:
-        duration = s["room_duration"] if s["room_duration"] is not None else max(0, (ended - created) // 1000)
+    if s["room_duration"] is not None and s["ended"] is not None:
+        duration = s["room_duration"]
     elif ended is not None:
         duration = max(0, (ended - created) // 1000)
     updated = s["last"][0][0] if s["last"] is not None else created
 
-    participants = []
+    people = []
     connected = 0
     for sid, p in sorted(s["participants"].items()):
-        start = p["connected_ms"] if p["connected_ms"] is not None else p["first_seen_ms"]
-        left = p["disconnected_ms"]
+        start, left = participant_interval(p)
         is_connected = left is None and room_status == "in-progress"
         connected += is_connected
-        p_end = left if left is not None else (ended if room_status != "in-progress" else None)
+        p_end = left if left is not None else (max(ended, start) if room_status != "in-progress" else None)
         p_duration = p["duration"] if p["duration"] is not None else (
             None if p_end is None else max(0, (p_end - start) // 1000))
-        participants.append({
+        people.append({
             "sid": sid, "identity": p["identity"],
             "status": "connected" if is_connected else "disconnected",
             "start_time": format_twilio_date(start), "end_time": format_twilio_date(p_end),
@@ -250,8 +286,11 @@ def render(s: RoomState) -> dict[str, Any]:
 
     published = {"audio": 0, "video": 0, "data": 0}
     tracks = []
+    participants = s["participants"]
     for sid, t in sorted(s["tracks"].items()):
-        is_published = t["removed_ms"] is None and room_status == "in-progress"
+        owner = participants.get(t["participant_sid"]) if t["participant_sid"] is not None else None
+        is_published = (t["removed_ms"] is None and room_status == "in-progress"
+                        and (owner is None or owner["disconnected_ms"] is None))
         if is_published and t["kind"] in published:
             published[t["kind"]] += 1
         tracks.append({"sid": sid, "participant_sid": t["participant_sid"], "kind": t["kind"],
@@ -269,10 +308,10 @@ def render(s: RoomState) -> dict[str, Any]:
 
     doc = {key: config.get(key) for key in RESOURCE_FIELDS}
     doc.update({
-        "account_sid": config.get("account_sid") or observed[0],
+        "account_sid": config.get("account_sid") or s["account_sid"],
         "sid": s["sid"],
         "status": room_status,
-        "type": config.get("type") or observed[2],
+        "type": config.get("type") or s["room_type"],
         "unique_name": unique_name(s),
         "enable_turn": True if s["config"] is not None else config.get("enable_turn"),
         "date_created": format_twilio_date(created),
@@ -281,11 +320,11 @@ def render(s: RoomState) -> dict[str, Any]:
         "duration": duration,
         # Dashboard fields beyond the Twilio resource.
         "created_via": "api" if s["config"] is not None else "callback",
-        "end_reason": s["ended"][1][1] if s["ended"] is not None else None,
+        "end_reason": end_reason(s),
         "failure_reason": s["failed"][1] if s["failed"] is not None else None,
         "date_created_ms": created,
         "end_time_ms": ended,
-        "participants": participants,
+        "participants": people,
         "connected_participants": connected,
         "peak_concurrent_participants": peak_concurrency(s["participants"]),
         "published_tracks": published,
