@@ -19,10 +19,20 @@ class RoomIndex:
         # so the latest document read is the newest state.
         self.docs[sid] = doc
         name = doc.get("unique_name") or sid
+        holder = self.docs.get(self.active_names.get(name, ""))
         if doc.get("status") == "in-progress":
-            self.active_names[name] = sid
-        elif self.active_names.get(name) == sid:
+            # Rooms sharing a name sit on different state partitions, read in no fixed order: an
+            # older room's stale in-progress document must not take the name from a newer room.
+            if holder is None or holder.get("status") != "in-progress" or holder is doc or \
+                    _created(holder) <= _created(doc):
+                self.active_names[name] = sid
+        elif holder is not None and holder["sid"] == sid:
             del self.active_names[name]
+            successor = max((d for d in self.docs.values()
+                             if d.get("status") == "in-progress" and (d.get("unique_name") or d["sid"]) == name),
+                            key=_created, default=None)
+            if successor is not None:
+                self.active_names[name] = successor["sid"]
         for listener in list(self.listeners):
             listener(doc)
 
@@ -56,3 +66,7 @@ class RoomIndex:
         for d in self.docs.values():
             counts[d.get("status", "in-progress")] = counts.get(d.get("status", "in-progress"), 0) + 1
         return counts
+
+
+def _created(doc: Mapping[str, Any]) -> tuple:
+    return (doc.get("date_created_ms") or 0, doc["sid"])

@@ -1,0 +1,36 @@
+"""RoomIndex: names resolve to the in-progress room whatever order the state partitions are read in."""
+from __future__ import annotations
+
+import itertools
+
+from service.state.index import RoomIndex
+
+
+def doc(sid: str, status: str, created: int, name: str = "shared") -> dict:
+    return {"sid": sid, "unique_name": name, "status": status, "date_created_ms": created}
+
+
+def test_reused_name_resolves_to_the_in_progress_room_in_any_read_order():
+    # Room A had the name and completed; room B took it afterwards. Their documents live on
+    # different partitions, so a fresh reader may see them in any interleaving that keeps each
+    # room's own order.
+    a = [doc("RMa", "in-progress", 1), doc("RMa", "completed", 1)]
+    b = [doc("RMb", "in-progress", 2)]
+    for positions in itertools.combinations(range(3), 2):
+        order, ai, bi = [], iter(a), iter(b)
+        for i in range(3):
+            order.append(next(ai) if i in positions else next(bi))
+        index = RoomIndex()
+        for d in order:
+            index.put(d)
+        assert index.get("shared")["sid"] == "RMb", [d["sid"] + d["status"] for d in order]
+        assert index.in_progress_with_name("shared")["sid"] == "RMb"
+
+
+def test_name_is_free_once_its_room_completes():
+    index = RoomIndex()
+    index.put(doc("RMa", "in-progress", 1))
+    index.put(doc("RMa", "completed", 1))
+    assert index.in_progress_with_name("shared") is None
+    assert index.get("RMa")["status"] == "completed"  # still readable by SID
+    assert index.get("shared") is None
