@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from typing import Callable
 
 import orjson
@@ -26,6 +27,10 @@ from service.state.fold import render, status
 log = logs.get(__name__)
 
 BATCH_RECORDS = 20000
+# Under a backlog, fetched records are gathered into one batch (up to this many, or this long)
+# so each room's document is rendered and published once per batch, not once per fetch.
+COALESCE_RECORDS = 100_000
+COALESCE_SECONDS = 0.25
 TIMER_INTERVAL_S = 1.0
 
 
@@ -92,7 +97,7 @@ class Materializer:
         assert self.consumer is not None
         while not self.stopping.is_set():
             try:
-                batches = await self.consumer.getmany(timeout_ms=200, max_records=BATCH_RECORDS)
+                batches = await self._gather()
             except KafkaError as exc:
                 log.warning("fetch failed; retrying", error=repr(exc))
                 await asyncio.sleep(0.5)
@@ -101,6 +106,21 @@ class Materializer:
                 async with self.batch_lock:
                     await self.process(batches)
             await self.maybe_fire_timers()
+
+    async def _gather(self) -> dict:
+        """One batch: wait for records, then take whatever else is already fetched, within bounds.
+        An idle stream gets each record at once; a backlog gets few, large batches."""
+        batches = await self.consumer.getmany(timeout_ms=200, max_records=BATCH_RECORDS)
+        count = sum(len(m) for m in batches.values())
+        deadline = time.monotonic() + COALESCE_SECONDS
+        while batches and count < COALESCE_RECORDS and time.monotonic() < deadline:
+            more = await self.consumer.getmany(timeout_ms=0, max_records=BATCH_RECORDS)
+            if not more:
+                break
+            for tp, messages in more.items():
+                batches.setdefault(tp, []).extend(messages)
+                count += len(messages)
+        return batches
 
     async def stop(self) -> None:
         self.stopping.set()
@@ -115,6 +135,7 @@ class Materializer:
     async def process(self, batches) -> None:
         changed: dict[str, RoomBook] = {}
         commits: dict[TopicPartition, int] = {}
+        folded: Counter[str] = Counter()
         for tp, messages in batches.items():
             book = self.books.get(tp.partition)
             if book is None:  # revoked while fetched
@@ -128,7 +149,7 @@ class Materializer:
                     continue
                 sid = book.apply(event)
                 changed[sid] = book
-                self.metrics.records.labels(event["type"]).inc()
+                folded[event["type"]] += 1
                 log.debug("event folded", room_sid=sid, type=event["type"], event_id=event["event_id"],
                           partition=tp.partition, offset=message.offset)
             commits[tp] = messages[-1].offset + 1
@@ -144,6 +165,8 @@ class Materializer:
         except (CommitFailedError, IllegalStateError) as exc:
             # A rebalance took the partitions: the next owner reprocesses and republishes the same states.
             log.warning("offset commit failed after rebalance", error=repr(exc))
+        for kind, count in folded.items():
+            self.metrics.records.labels(kind).inc(count)
         self._update_gauges(commits)
         if changed:
             log.info("batch materialized", records=sum(len(m) for m in batches.values()), rooms=len(changed))

@@ -67,6 +67,9 @@ class IngressServer:
     async def stop(self) -> None:
         """Drain: not ready, stop accepting, finish in-flight requests, flush, close."""
         self.app[STATE]["draining"] = True
+        if self.settings.drain_delay_s:
+            log.info("draining: not ready, still serving", seconds=self.settings.drain_delay_s)
+            await asyncio.sleep(self.settings.drain_delay_s)
         if self.runner is not None:
             await self.runner.cleanup()  # closes the listener, waits for handlers up to the grace period
         await self.publisher.stop()

@@ -57,6 +57,9 @@ class Settings:
     topic_replication: int = 1
     session_timeout_ms: int = 10000
     shutdown_grace_s: float = 10.0
+    # On SIGTERM, how long /readyz reports not-ready while requests are still served, so load
+    # balancers stop sending before the listener closes (Kubernetes: or a preStop sleep).
+    drain_delay_s: float = 0.0
 
     def with_overrides(self, **changes) -> "Settings":
         return replace(self, **changes)
@@ -172,4 +175,5 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials
         topic_replication=_int(env, "ROOMEVENTS_TOPIC_REPLICATION", 1, 1, 100),
         session_timeout_ms=_int(env, "ROOMEVENTS_SESSION_TIMEOUT_MS", 10000, 1000, 300000),
         shutdown_grace_s=_int(env, "ROOMEVENTS_SHUTDOWN_GRACE_S", 10, 0, 600),
+        drain_delay_s=_int(env, "ROOMEVENTS_DRAIN_DELAY_S", 0, 0, 600),
     )

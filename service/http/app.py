@@ -53,8 +53,6 @@ async def observe(request: web.Request, handler):
         if shed:
             metrics.shed.inc()
             response = unavailable("Too many requests in flight; retry shortly")
-        elif state["draining"] and route not in ("/healthz", "/readyz", "/metrics"):
-            response = unavailable("Shutting down; retry on another instance")
         else:
             try:
                 response = await handler(request)
