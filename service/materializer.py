@@ -29,8 +29,10 @@ log = logs.get(__name__)
 BATCH_RECORDS = 20000
 # Under a backlog, fetched records are gathered into one batch (up to this many, or this long)
 # so each room's document is rendered and published once per batch, not once per fetch.
-COALESCE_RECORDS = 100_000
-COALESCE_SECONDS = 0.25
+COALESCE_RECORDS = 200_000
+COALESCE_SECONDS = 0.5
+BACKLOG_HINT = 500  # a fetch this large means more is waiting
+GAUGE_INTERVAL_S = 1.0
 TIMER_INTERVAL_S = 1.0
 
 
@@ -43,6 +45,7 @@ class _Rebalance(ConsumerRebalanceListener):
         # published and committed before the partitions go.
         async with self.owner.batch_lock:
             self.owner.ready = False
+            await self.owner.drain()
             for tp in revoked:
                 self.owner.books.pop(tp.partition, None)
                 self.owner.metrics.forget_partition(tp.partition)
@@ -69,6 +72,8 @@ class Materializer:
         self.batch_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.timers_sent: set[str] = set()
+        self.inflight: asyncio.Task | None = None
+        self._last_gauges = 0.0
         self.processed = 0  # records consumed (folded or dead-lettered), for benchmarks and logs
         self._last_timer_scan = 0.0
 
@@ -104,17 +109,25 @@ class Materializer:
                 continue
             if batches:
                 async with self.batch_lock:
-                    await self.process(batches)
+                    try:
+                        await self.process(batches)
+                    except Exception as exc:  # a state publish or commit failed: redo from the committed offsets
+                        log.error("batch failed; rebuilding from committed offsets", error=repr(exc))
+                        await self.recover()
             await self.maybe_fire_timers()
+        async with self.batch_lock:
+            await self.drain()
 
     async def _gather(self) -> dict:
         """One batch: wait for records, then take whatever else is already fetched, within bounds.
         An idle stream gets each record at once; a backlog gets few, large batches."""
         batches = await self.consumer.getmany(timeout_ms=200, max_records=BATCH_RECORDS)
         count = sum(len(m) for m in batches.values())
+        if count < BACKLOG_HINT:
+            return batches  # no backlog: answer now (creates wait on this)
         deadline = time.monotonic() + COALESCE_SECONDS
-        while batches and count < COALESCE_RECORDS and time.monotonic() < deadline:
-            more = await self.consumer.getmany(timeout_ms=0, max_records=BATCH_RECORDS)
+        while count < COALESCE_RECORDS and time.monotonic() < deadline:
+            more = await self.consumer.getmany(timeout_ms=20, max_records=BATCH_RECORDS)
             if not more:
                 break
             for tp, messages in more.items():
@@ -159,17 +172,47 @@ class Materializer:
         for sid, book in changed.items():
             doc = render(book.rooms[sid])
             items.append((sid.encode(), orjson.dumps(doc), cloudevents.state_headers(doc)))
-        await self.publisher.publish_many(self.settings.state_topic, items)
+        acks = await self.publisher.send_many(self.settings.state_topic, items)
+        # Pipelined: the next batch is folded while this one's states are acknowledged; offsets are
+        # committed in batch order, each only after its own states are acknowledged.
+        previous, self.inflight = self.inflight, None
+        if previous is not None:
+            await previous
+        self.inflight = asyncio.create_task(self._commit_after(acks, commits))
+        for kind, count in folded.items():
+            self.metrics.records.labels(kind).inc(count)
+        if changed:
+            log.info("batch materialized", records=sum(len(m) for m in batches.values()), rooms=len(changed))
+
+    async def _commit_after(self, acks, commits) -> None:
+        if acks:
+            await asyncio.gather(*acks)
         try:
             await self.consumer.commit(commits)
         except (CommitFailedError, IllegalStateError) as exc:
             # A rebalance took the partitions: the next owner reprocesses and republishes the same states.
             log.warning("offset commit failed after rebalance", error=repr(exc))
-        for kind, count in folded.items():
-            self.metrics.records.labels(kind).inc(count)
-        self._update_gauges(commits)
-        if changed:
-            log.info("batch materialized", records=sum(len(m) for m in batches.values()), rooms=len(changed))
+        if time.monotonic() - self._last_gauges >= GAUGE_INTERVAL_S:
+            self._last_gauges = time.monotonic()
+            self._update_gauges(commits)
+
+    async def drain(self) -> None:
+        """Wait until the last batch's states are acknowledged and its offsets committed."""
+        previous, self.inflight = self.inflight, None
+        if previous is not None:
+            await previous
+
+    async def recover(self) -> None:
+        """After a failed batch: forget it, rebuild every owned partition and resume from the
+        committed offsets (at-least-once: the batch is folded and published again)."""
+        try:
+            await self.drain()
+        except Exception as exc:
+            log.error("pending batch failed too", error=repr(exc))
+        assigned = self.consumer.assignment()
+        await self.rebuild(assigned)
+        if assigned:
+            await self.consumer.seek_to_committed(*assigned)
 
     def _update_gauges(self, commits) -> None:
         for tp, offset in commits.items():

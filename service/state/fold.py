@@ -10,7 +10,13 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from service.events.record import format_ms, format_twilio_date
+from functools import lru_cache
+
+from service.events import record as _record
+
+# Rendering formats the same instants again and again (a room's creation, each join): cache them.
+format_ms = lru_cache(maxsize=1 << 16)(_record.format_ms)
+format_twilio_date = lru_cache(maxsize=1 << 16)(_record.format_twilio_date)
 
 RoomState = dict[str, Any]
 Order = tuple[int, int, str]
