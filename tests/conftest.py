@@ -105,3 +105,122 @@ async def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):
         if loop.time() > deadline:
             raise AssertionError(f"condition not met within {timeout}s")
         await asyncio.sleep(interval)
+
+
+# ---------------------------------------------------------------- every record validates against the schema
+# After each test that used the `settings` fixture, read that test's events topic from the beginning and
+# validate every record against docs/room-event.schema.json (the file, which a test keeps equal to
+# service/events/record.py json_schema()). Records the service produces carry CloudEvents headers and
+# must always validate; a record a test injected raw (no ce_* headers) that the consumer side rejects
+# anyway (records.decode: poison, dead-lettered by the materializer) is exempt. A test that injects
+# invalid records deliberately can also opt out with @pytest.mark.allow_invalid_events.
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "allow_invalid_events: do not validate this test's events topic "
+                                       "against the room-event JSON Schema")
+
+
+def event_schema_validator():
+    import json
+    from pathlib import Path
+
+    import jsonschema
+
+    schema = json.loads((Path(__file__).resolve().parents[1] / "docs" / "room-event.schema.json").read_text())
+    return jsonschema.Draft202012Validator(schema, format_checker=jsonschema.Draft202012Validator.FORMAT_CHECKER)
+
+
+async def read_topic(bootstrap: str, topic: str, timeout: float = 20.0) -> list:
+    """Every record on `topic` right now, from the beginning (all partitions, up to their end offsets)."""
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                auto_offset_reset="earliest", client_id="roomevents-test-reader")
+    await consumer.start()
+    out = []
+    try:
+        partitions = consumer.partitions_for_topic(topic) or set()
+        if not partitions:
+            await consumer._client.force_metadata_update()  # noqa: SLF001 - first look at a new topic
+            partitions = consumer.partitions_for_topic(topic) or set()
+        tps = [TopicPartition(topic, p) for p in sorted(partitions)]
+        if not tps:
+            return out
+        consumer.assign(tps)
+        # Tansu answers ListOffsets(latest) with the last *batch's* base offset + 1, so end_offsets can
+        # be short by the tail of a multi-record batch; the high watermark in fetch responses is right.
+        # end_offsets only says which partitions have anything; each is read up to its fetched watermark.
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp, end in ends.items() if end > 0}
+        for tp in remaining:
+            # Offset 0 (auto_offset_reset=earliest covers a truncated log); seek_to_beginning and
+            # beginning_offsets each cost ~0.5 s against Tansu.
+            consumer.seek(tp, 0)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while remaining:
+            if loop.time() > deadline:
+                raise AssertionError(f"could not read {topic} to its end within {timeout}s")
+            batches = await consumer.getmany(*remaining, timeout_ms=200)
+            for messages in batches.values():
+                out.extend(messages)
+            for tp in list(remaining):
+                highwater = consumer.highwater(tp)
+                if highwater is not None and await consumer.position(tp) >= max(highwater, ends[tp]):
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return out
+
+
+def invalid_event_records(messages, validator=None) -> list[str]:
+    """Descriptions of the records among `messages` that break the schema (empty when all are valid)."""
+    import orjson
+
+    from service.events import record as records
+
+    validator = validator or event_schema_validator()
+    problems = []
+    for m in messages:
+        headers = dict(m.headers or ())
+        try:
+            doc = orjson.loads(m.value)
+        except orjson.JSONDecodeError:
+            doc = None
+        if not any(k.startswith("ce_") for k in headers):
+            try:
+                records.decode(m.value)
+            except records.RecordError:
+                continue  # injected poison: the materializer dead-letters it
+        if doc is None:
+            problems.append(f"partition {m.partition} offset {m.offset}: not JSON")
+            continue
+        where = f"partition {m.partition} offset {m.offset} ({doc.get('type')!r})"
+        for error in validator.iter_errors(doc):
+            problems.append(f"{where}: {'/'.join(map(str, error.absolute_path)) or '<record>'}: {error.message}")
+        if "ce_id" in headers and isinstance(doc, dict):
+            if headers["ce_id"] != str(doc.get("event_id")).encode():
+                problems.append(f"{where}: ce_id header {headers['ce_id']!r} is not the event_id")
+            if m.key != (doc.get("room_name") or doc.get("room_sid") or "").encode():
+                problems.append(f"{where}: key {m.key!r} is not the record's partition key")
+    return problems
+
+
+@pytest.fixture(autouse=True)
+def _events_match_the_schema(request):
+    if "settings" not in request.fixturenames or request.node.get_closest_marker("allow_invalid_events"):
+        yield
+        return
+    cfg = request.getfixturevalue("settings")
+    yield
+    import concurrent.futures
+
+    async def check():
+        return invalid_event_records(await read_topic(cfg.kafka_bootstrap_servers, cfg.events_topic))
+
+    # The session's event loop is not running between tests: read the topic on a private loop.
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        problems = pool.submit(asyncio.run, check()).result()
+    if problems:
+        pytest.fail(f"{len(problems)} record(s) on {cfg.events_topic} break docs/room-event.schema.json:\n  "
+                    + "\n  ".join(problems[:20]), pytrace=False)

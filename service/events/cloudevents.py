@@ -3,13 +3,17 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
+from service.events.record import SCHEMA_ID
+
 SPECVERSION = b"1.0"
 CONTENT_TYPE = b"application/json"
 TYPE_PREFIX = "io.roomevents."
+# The $id of the room-event JSON Schema (service/events/record.py json_schema()).
+EVENT_DATASCHEMA = SCHEMA_ID
 
 
-def headers(ce_id: str, ce_type: str, ce_source: str, ce_time: str, subject: str | None = None
-            ) -> list[tuple[str, bytes]]:
+def headers(ce_id: str, ce_type: str, ce_source: str, ce_time: str, subject: str | None = None,
+            dataschema: str | None = None) -> list[tuple[str, bytes]]:
     out = [
         ("ce_specversion", SPECVERSION),
         ("ce_id", ce_id.encode()),
@@ -20,14 +24,18 @@ def headers(ce_id: str, ce_type: str, ce_source: str, ce_time: str, subject: str
     ]
     if subject:
         out.append(("ce_subject", subject.encode()))
+    if dataschema:
+        out.append(("ce_dataschema", dataschema.encode()))
     return out
 
 
 def event_headers(record: Mapping[str, Any]) -> list[tuple[str, bytes]]:
-    """Headers for an events-topic record."""
+    """Headers for an events-topic record: id = event_id (dedupe key), type = io.roomevents.room-event.<type>,
+    source = /roomevents/<account_sid>/<source>, time = occurred_at, subject = room SID,
+    dataschema = the record schema's $id."""
     return headers(record["event_id"], "room-event." + record["type"],
                    f"/roomevents/{record.get('account_sid') or 'unknown'}/{record['source']}",
-                   record["occurred_at"], record["room_sid"])
+                   record["occurred_at"], record["room_sid"], EVENT_DATASCHEMA)
 
 
 def state_headers(doc: Mapping[str, Any]) -> list[tuple[str, bytes]]:

@@ -15,6 +15,7 @@ from typing import Any, Mapping, Sequence
 import orjson
 
 SCHEMA_VERSION = 1
+SCHEMA_ID = "https://roomevents.dev/schemas/room-event/v1.json"
 
 # Documented Twilio room events. Others are kept and published under their own name.
 ROOM_EVENTS = (
@@ -255,51 +256,130 @@ def decode(raw: bytes) -> dict[str, Any]:
 
 # ---------------------------------------------------------------- JSON Schema
 
+SCHEMA_PATH = "docs/room-event.schema.json"
+_MS_TIME = r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"
+
+
 def json_schema() -> dict[str, Any]:
-    """The record's JSON Schema (draft 2020-12), published under docs/."""
-    str_or_null = {"type": ["string", "null"]}
-    int_or_null = {"type": ["integer", "null"]}
+    """The record's JSON Schema (draft 2020-12), published as docs/room-event.schema.json.
 
-    def obj(props: dict[str, Any]) -> dict[str, Any]:
-        return {"type": ["object", "null"], "properties": props, "required": list(props),
-                "additionalProperties": True}
+    Exact for this schema_version: every field is listed and required (null when it does not
+    apply). Adding a field is a backwards-compatible change within a version; removing or retyping
+    one bumps SCHEMA_VERSION. Regenerate the file with `python -m service.events.record`.
+    """
+    def str_or_null(description: str) -> dict[str, Any]:
+        return {"type": ["string", "null"], "description": description}
 
+    def int_or_null(description: str) -> dict[str, Any]:
+        return {"type": ["integer", "null"], "description": description}
+
+    def obj(description: str, props: dict[str, Any]) -> dict[str, Any]:
+        return {"type": ["object", "null"], "description": description, "properties": props,
+                "required": list(props), "additionalProperties": False}
+
+    properties: dict[str, Any] = {
+        "schema_version": {"const": SCHEMA_VERSION, "description": "Version of this record schema."},
+        "event_id": {"type": "string", "pattern": "^[0-9a-f]{32}$",
+                     "description": "Deterministic id: the same callback (or command) always gets the same "
+                                    "id, so consumers deduplicate by it. Also the CloudEvents `id`."},
+        "type": {"type": "string", "minLength": 1,
+                 "description": "Room event type: Twilio's StatusCallbackEvent for callbacks (unknown "
+                                "values are kept as sent); room-created / room-ended for commands and "
+                                "timers. Documented Twilio values: " + ", ".join(ROOM_EVENTS) + "."},
+        "source": {"enum": list(SOURCES),
+                   "description": "callback: a Twilio status callback; api: a Rooms API command "
+                                  "accepted by roomevents; timer: roomevents ended an API-created room "
+                                  "after its empty/unused timeout."},
+        "account_sid": str_or_null("Twilio account SID (AccountSid); null when a callback did not carry it."),
+        "room_sid": {"type": "string", "minLength": 1, "description": "Room SID (RoomSid), RM..."},
+        "room_name": {"type": "string", "minLength": 1,
+                      "description": "The room's unique name (RoomName); the room SID when it has none. "
+                                     "The Kafka message key."},
+        "occurred_at": {"type": "string", "format": "date-time", "pattern": _MS_TIME,
+                        "description": "When it happened: Twilio's Timestamp (UTC, millisecond precision); "
+                                       "the receive time when a callback carried none. Order events by it."},
+        "occurred_at_ms": {"type": "integer", "description": "occurred_at as epoch milliseconds."},
+        "sequence_number": int_or_null("Twilio's SequenceNumber (internal to Twilio: not an ordering key)."),
+        "received_at": {"type": "string", "format": "date-time", "pattern": _MS_TIME,
+                        "description": "When roomevents received it (UTC, millisecond precision)."},
+        "room": obj("Room fields carried by the event.", {
+            "status": str_or_null("RoomStatus: in-progress, completed, failed."),
+            "type": str_or_null("RoomType: group, go, peer-to-peer, group-small."),
+            "duration": int_or_null("RoomDuration in seconds (room-ended)."),
+        }),
+        "participant": obj("Participant fields; null unless the event carries a ParticipantSid.", {
+            "sid": {"type": "string", "description": "ParticipantSid, PA..."},
+            "identity": str_or_null("ParticipantIdentity."),
+            "status": str_or_null("ParticipantStatus: connected, disconnected."),
+            "duration": int_or_null("ParticipantDuration in seconds (participant-disconnected)."),
+        }),
+        "track": obj("Track fields; null unless the event carries a TrackSid.", {
+            "sid": {"type": "string", "description": "TrackSid, MT..."},
+            "kind": str_or_null("TrackKind: audio, video, data."),
+            "name": str_or_null("TrackName."),
+        }),
+        "recording": obj("Recording fields; null unless the event carries a RecordingSid.", {
+            "sid": {"type": "string", "description": "RecordingSid, RT..."},
+            "source_sid": str_or_null("SourceSid: the recorded track."),
+            "track_name": str_or_null("TrackName of the recorded track."),
+            "uri": str_or_null("RecordingUri (relative)."),
+            "media_uri": str_or_null("MediaUri (recording-completed)."),
+            "media_external_location": str_or_null("MediaExternalLocation (recording-completed)."),
+            "container": str_or_null("Container: mka, mkv."),
+            "codec": str_or_null("Codec: PCMU, OPUS, VP8, H264."),
+            "type": str_or_null("Type: audio, video."),
+            "duration": int_or_null("Duration in seconds (recording-completed)."),
+            "size": int_or_null("Size in bytes (recording-completed)."),
+            "offset_from_twilio_video_epoch": int_or_null("OffsetFromTwilioVideoEpoch in milliseconds."),
+            "failed_operation": str_or_null("FailedOperation (recording-failed)."),
+        }),
+        "config": {"type": ["object", "null"],
+                   "description": "The room's configuration (room resource fields, snake_case) on an api "
+                                  "room-created; null otherwise."},
+        "end_reason": {"enum": [*END_REASONS, None],
+                       "description": "Why the room ended (room-ended only): callback (Twilio said so), "
+                                      "api (Status=completed), timeout (roomevents' timer)."},
+        "params": {"type": "object",
+                   "description": "Every parameter as received (unknown ones included): one value as a "
+                                  "string, a repeated parameter as a list of strings.",
+                   "additionalProperties": {"oneOf": [{"type": "string"},
+                                                      {"type": "array", "items": {"type": "string"}}]}},
+    }
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://roomevents.dev/schemas/room-event/v1.json",
+        "$id": SCHEMA_ID,
         "title": "roomevents room-event record",
+        "description": "One record on the room-events topic (value, orjson-encoded UTF-8 JSON). Generated "
+                       "from service/events/record.py json_schema(); see docs/events.md.",
         "type": "object",
-        "required": ["schema_version", "event_id", "type", "source", "account_sid", "room_sid",
-                     "room_name", "occurred_at", "occurred_at_ms", "sequence_number", "received_at",
-                     "room", "participant", "track", "recording", "config", "end_reason", "params"],
-        "additionalProperties": True,
-        "properties": {
-            "schema_version": {"const": SCHEMA_VERSION},
-            "event_id": {"type": "string", "pattern": "^[0-9a-f]{32}$"},
-            "type": {"type": "string", "minLength": 1,
-                     "description": "Twilio StatusCallbackEvent; documented values: " + ", ".join(ROOM_EVENTS)},
-            "source": {"enum": list(SOURCES)},
-            "account_sid": str_or_null,
-            "room_sid": {"type": "string", "minLength": 1},
-            "room_name": {"type": "string", "minLength": 1},
-            "occurred_at": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"},
-            "occurred_at_ms": {"type": "integer"},
-            "sequence_number": int_or_null,
-            "received_at": {"type": "string", "pattern": r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$"},
-            "room": obj({"status": str_or_null, "type": str_or_null, "duration": int_or_null}),
-            "participant": obj({"sid": {"type": "string"}, "identity": str_or_null, "status": str_or_null,
-                                "duration": int_or_null}),
-            "track": obj({"sid": {"type": "string"}, "kind": str_or_null, "name": str_or_null}),
-            "recording": obj({
-                "sid": {"type": "string"}, "source_sid": str_or_null, "track_name": str_or_null,
-                "uri": str_or_null, "media_uri": str_or_null, "media_external_location": str_or_null,
-                "container": str_or_null, "codec": str_or_null, "type": str_or_null,
-                "duration": int_or_null, "size": int_or_null,
-                "offset_from_twilio_video_epoch": int_or_null, "failed_operation": str_or_null}),
-            "config": {"type": ["object", "null"],
-                       "description": "Room configuration (room resource fields) on api room-created"},
-            "end_reason": {"enum": [*END_REASONS, None]},
-            "params": {"type": "object", "additionalProperties": {
-                "oneOf": [{"type": "string"}, {"type": "array", "items": {"type": "string"}}]}},
-        },
+        "required": list(properties),
+        "additionalProperties": False,
+        "properties": properties,
+        "allOf": [
+            # Commands and timers only ever create or end rooms.
+            {"if": {"properties": {"source": {"const": "api"}}},
+             "then": {"properties": {"type": {"enum": ["room-created", "room-ended"]}}}},
+            {"if": {"properties": {"source": {"const": "timer"}}},
+             "then": {"properties": {"type": {"const": "room-ended"}, "end_reason": {"const": "timeout"}}}},
+            {"if": {"properties": {"source": {"const": "callback"}}},
+             "then": {"properties": {"config": {"const": None}}}},
+            # end_reason is set exactly on room-ended.
+            {"if": {"properties": {"type": {"const": "room-ended"}}},
+             "then": {"properties": {"end_reason": {"enum": list(END_REASONS)}}},
+             "else": {"properties": {"end_reason": {"const": None}}}},
+        ],
     }
+
+
+def schema_text() -> str:
+    """The published schema file's exact content."""
+    return orjson.dumps(json_schema(), option=orjson.OPT_INDENT_2).decode() + "\n"
+
+
+if __name__ == "__main__":  # python -m service.events.record [path]: regenerate the published schema
+    import sys
+    from pathlib import Path
+
+    target = Path(sys.argv[1] if len(sys.argv) > 1 else SCHEMA_PATH)
+    target.write_text(schema_text())
+    print(f"wrote {target}")

@@ -1,6 +1,23 @@
-"""Twilio status callbacks: any configured method, signature verified, published before the 2xx."""
+"""Twilio status callbacks: any configured method, signature verified, published before the 2xx.
+
+One route (ROOMEVENTS_CALLBACK_PATH, default /v1/Callbacks/Rooms) for every method; HEAD, GET,
+POST, PATCH, PUT and DELETE are callbacks, anything else is 405 with `Allow`. In order:
+
+1. body over ROOMEVENTS_MAX_BODY_BYTES -> 413; undecodable query/body -> 400; other media -> 415;
+2. X-Twilio-Signature over the public URL (see `public_url`), the raw query as received and, for
+   form bodies, the sorted form params (JSON bodies: `bodySHA256`) -> 403 when it does not match
+   the primary or the secondary auth token (HMAC-SHA1, or HMAC-SHA256 when
+   X-Twilio-Webhooks-Signature-Settings says so);
+3. RoomSid and StatusCallbackEvent required -> 400; unknown events and params are kept;
+4. publish (acks=all, deadline) -> 204 once acknowledged; 503 + Retry-After when the broker did not
+   acknowledge in time (Twilio retries; a retry has the same event_id); 202 when the record can never
+   fit the broker and was parked on the dead-letter topic.
+
+Nothing is published for a request answered 4xx.
+"""
 from __future__ import annotations
 
+import re
 import time
 
 from aiohttp import web
@@ -10,30 +27,55 @@ from service.callbacks import signature
 from service.callbacks.parse import ALLOWED_METHODS, CallbackParseError, parse_callback, require
 from service.events import cloudevents, record as records
 from service.http.app import METRICS, PUBLISHER, SETTINGS, json_response
-from service.kafka.producer import RecordRejected
+from service.kafka.producer import PublishError, RecordRejected
 
 log = logs.get("roomevents.callbacks")
 ALLOW = ", ".join(sorted(ALLOWED_METHODS))
+RETRY_AFTER_S = 1
 _VERIFIER = web.AppKey("verifier", signature.SignatureVerifier)
+_KNOWN_EVENTS = frozenset(records.ROOM_EVENTS)
+_HAS_PORT = re.compile(r"(?::\d*)$")
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> web.Response:
     return json_response({"status": status, "message": message}, status=status, headers=headers)
 
 
+def _event_label(name: str | None) -> str:
+    """Metric label: documented events by name, anything else as "other" (bounded cardinality:
+    the name of a rejected request is attacker-controlled)."""
+    if not name:
+        return "unknown"
+    return name if name in _KNOWN_EVENTS else "other"
+
+
+def _first_value(header: str | None) -> str | None:
+    """First element of a comma-separated (proxy-chained) header, stripped; None when empty."""
+    if not header:
+        return None
+    value = header.split(",")[0].strip()
+    return value or None
+
+
 def public_url(request: web.Request) -> str:
-    """The URL Twilio requested and signed: the configured public base (or trusted X-Forwarded-*
-    headers, or the request's own host) plus the path and the raw query exactly as received."""
+    """The URL Twilio requested and signed, with the path and the raw query exactly as received.
+
+    ROOMEVENTS_PUBLIC_URL wins when set (its scheme, host, port and any path prefix). Otherwise,
+    when ROOMEVENTS_TRUST_FORWARDED is on, X-Forwarded-Proto / -Host / -Port (first value of each,
+    as set by the proxy nearest the client) override the request's own scheme and Host. Otherwise
+    the request's own scheme and Host header. Default-port and port-less forms are tried by the
+    signature check, so `https://h` and `https://h:443` both match.
+    """
     settings = request.app[SETTINGS]
     if settings.public_url:
         return settings.public_url.rstrip("/") + request.raw_path
     scheme, host = request.scheme, request.host
     if settings.trust_forwarded_headers:
-        scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip()
-        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip()
-        port = request.headers.get("X-Forwarded-Port")
-        if port and ":" not in host:
-            host = f"{host}:{port.split(',')[0].strip()}"
+        scheme = (_first_value(request.headers.get("X-Forwarded-Proto")) or scheme).lower()
+        host = _first_value(request.headers.get("X-Forwarded-Host")) or host
+        port = _first_value(request.headers.get("X-Forwarded-Port"))
+        if port and port.isdigit() and not _HAS_PORT.search(host.rpartition("]")[2]):
+            host = f"{host}:{port}"
     return f"{scheme}://{host}{request.raw_path}"
 
 
@@ -43,12 +85,17 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
     metrics = app[METRICS]
     method = request.method
     if method not in ALLOWED_METHODS:
+        metrics.callbacks.labels("unknown", "405").inc()
         return _error(405, f"Method {method} is not allowed for status callbacks", {"Allow": ALLOW})
+    too_large = f"Request body exceeds {settings.max_body_bytes} bytes"
+    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+        metrics.callbacks.labels("unknown", "413").inc()
+        return _error(413, too_large)
     try:
         body = await request.read()
     except web.HTTPRequestEntityTooLarge:
         metrics.callbacks.labels("unknown", "413").inc()
-        return _error(413, f"Request body exceeds {settings.max_body_bytes} bytes")
+        return _error(413, too_large)
     try:
         parsed = parse_callback(method, request.raw_path.partition("?")[2],
                                 request.headers.get("Content-Type"), body, settings.max_body_bytes)
@@ -61,30 +108,39 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
     ok = app[_VERIFIER].verify(url, None if parsed.json_body else parsed.body_params,
                                request.headers.get(signature.SIGNATURE_HEADER), algorithm,
                                body if parsed.json_body else None)
-    event_name = parsed.first("StatusCallbackEvent") or "unknown"
-    request["room_sid"] = parsed.first("RoomSid")
+    label = _event_label(parsed.first("StatusCallbackEvent"))
     if not ok:
         metrics.signature_failures.inc()
-        metrics.callbacks.labels(event_name, "403").inc()
-        log.warning("callback signature rejected", room_sid=request["room_sid"], event_type=event_name, url=url)
+        metrics.callbacks.labels(label, "403").inc()
+        log.warning("callback signature rejected", method=method, url=url, algorithm=algorithm,
+                    signed=bool(request.headers.get(signature.SIGNATURE_HEADER)))
         return _error(403, "X-Twilio-Signature does not match this request")
+    request["room_sid"] = parsed.first("RoomSid")
     try:
         require(parsed.params, ("RoomSid", "StatusCallbackEvent"))
         event = records.from_callback(parsed.params, int(time.time() * 1000))
     except (CallbackParseError, records.RecordError) as exc:
-        metrics.callbacks.labels(event_name, "400").inc()
+        metrics.callbacks.labels(label, "400").inc()
         return _error(400, getattr(exc, "message", str(exc)))
     try:
         await app[PUBLISHER].publish(settings.events_topic, records.partition_key(event),
                                      records.encode(event), cloudevents.event_headers(event))
     except RecordRejected as exc:
         # Retrying cannot help: it is parked on the dead-letter topic, and Twilio is told it is done.
-        metrics.callbacks.labels(event_name, "202").inc()
-        log.error("callback dead-lettered", room_sid=event["room_sid"], event_type=event_name, error=str(exc))
+        metrics.callbacks.labels(label, "202").inc()
+        log.error("callback dead-lettered", room_sid=event["room_sid"], event_type=event["type"],
+                  event_id=event["event_id"], error=str(exc))
         return web.Response(status=202)
-    metrics.callbacks.labels(event_name, "204").inc()
-    metrics.records.labels(event_name).inc()
-    log.debug("callback published", room_sid=event["room_sid"], event_type=event_name, event_id=event["event_id"])
+    except PublishError as exc:
+        # Not acknowledged (broker hung, absent or overloaded): never a 2xx; Twilio may retry.
+        metrics.callbacks.labels(label, "503").inc()
+        log.warning("callback not published", room_sid=event["room_sid"], event_type=event["type"],
+                    event_id=event["event_id"], error=str(exc))
+        return _error(503, "Event store unavailable; retry shortly", {"Retry-After": str(RETRY_AFTER_S)})
+    metrics.callbacks.labels(label, "204").inc()
+    metrics.records.labels(label).inc()
+    log.debug("callback published", room_sid=event["room_sid"], event_type=event["type"],
+              event_id=event["event_id"])
     return web.Response(status=204)
 
 

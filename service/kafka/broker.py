@@ -47,23 +47,28 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedBroker:
     """A Tansu broker process on a loopback port; stop() ends it (and its in-memory data)."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_path: str | None = None) -> None:
+    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_path: str | None = None,
+                 advertised_port: int | None = None) -> None:
         self.host = host
         self.port = port or free_port(host)
+        # Another port to advertise (e.g. a test's TCP proxy in front of the broker): clients that
+        # bootstrap there are told to connect there, so all their traffic goes through it.
+        self.advertised_port = advertised_port or self.port
         self.binary = locate_broker_binary()
         self.log_path = log_path or os.path.join(tempfile.gettempdir(), f"roomevents-tansu-{self.port}.log")
         self.process: subprocess.Popen | None = None
 
     @property
     def bootstrap_servers(self) -> str:
-        return f"{self.host}:{self.port}"
+        return f"{self.host}:{self.advertised_port}"
 
     def start(self, timeout: float = 15.0) -> "EmbeddedBroker":
         url = f"tcp://{self.host}:{self.port}"
+        advertised = f"tcp://{self.host}:{self.advertised_port}"
         log = open(self.log_path, "ab")
         # --listener-url always: Tansu's default binds 0.0.0.0:9092.
         self.process = subprocess.Popen(
-            [self.binary, "broker", f"--listener-url={url}", f"--advertised-listener-url={url}",
+            [self.binary, "broker", f"--listener-url={url}", f"--advertised-listener-url={advertised}",
              "--storage-engine=memory://tansu/"],
             stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
         log.close()

@@ -15,6 +15,16 @@ from service.settings import Settings
 
 log = logs.get(__name__)
 
+# How much of a rejected record a dead letter keeps (the letter itself must fit the broker's limit).
+DEAD_LETTER_VALUE_BYTES = 64 * 1024
+
+
+def _consume_outcome(future: asyncio.Future) -> None:
+    """Retrieve the outcome of a send nobody waits for any more (past its deadline), so that asyncio
+    does not log "Future exception was never retrieved"; the failure was already reported as a 503."""
+    if not future.cancelled():
+        future.exception()
+
 
 class PublishError(Exception):
     """The record was not acknowledged; the client must be told to retry (503)."""
@@ -58,48 +68,69 @@ class Publisher:
 
     async def publish(self, topic: str, key: bytes | None, value: bytes,
                       headers: Sequence[tuple[str, bytes]] = ()) -> None:
-        """Return only once the broker acknowledged the record, within the deadline."""
+        """Return only once the broker acknowledged the record (acks=all), within the deadline.
+
+        Raises PublishTimeout / PublishError when it was not acknowledged in time (the caller
+        answers 503; the record may still land later, so consumers dedupe by event id), and
+        RecordRejected when the broker can never take it and it is now on the dead-letter topic.
+        """
         started = time.perf_counter()
         try:
             async with asyncio.timeout(self.timeout):
                 future = await self.producer.send(topic, value, key=key, headers=list(headers))
-                await future
+                # shield: the deadline abandons the wait, it does not cancel aiokafka's future (the
+                # record may still be delivered; consumers dedupe by event id).
+                future.add_done_callback(_consume_outcome)
+                await asyncio.shield(future)
         except TimeoutError:
             self.metrics.publish_failures.labels(topic, "timeout").inc()
             raise PublishTimeout(f"no ack from the broker within {self.timeout:.1f}s") from None
         except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
             self.metrics.publish_failures.labels(topic, "too-large").inc()
-            await self.dead_letter(topic, key, value, headers, reason="too-large", detail=str(exc))
+            # Within the same deadline: what is left of it (the size check usually fails at once).
+            left = max(0.1, self.timeout - (time.perf_counter() - started))
+            parked = await self.dead_letter(topic, key, value, headers, reason="too-large", detail=str(exc),
+                                            timeout=left)
+            if not parked:
+                # Neither published nor parked: the client must retry, never get a 2xx.
+                raise PublishError(f"record too large and the dead-letter publish failed: {exc}") from None
             raise RecordRejected(str(exc)) from None
         except KafkaError as exc:
             self.metrics.publish_failures.labels(topic, type(exc).__name__).inc()
             raise PublishError(f"{type(exc).__name__}: {exc}") from None
         self.metrics.publish_seconds.labels(topic).observe(time.perf_counter() - started)
 
-    async def publish_many(self, topic: str, items: Sequence[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]]]]) -> None:
-        """Publish a batch; returns once every record is acknowledged (used by the materializer)."""
-        futures = [await self.producer.send(topic, value, key=key, headers=list(headers)) for key, value, headers in items]
-        if futures:
-            await asyncio.gather(*futures)
+    async def send_many(self, topic: str, items: Sequence[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]]]]
+                        ) -> list[asyncio.Future]:
+        """Enqueue a batch (used by the materializer); the returned futures resolve on the broker's acks."""
+        return [await self.producer.send(topic, value, key=key, headers=list(headers)) for key, value, headers in items]
 
     async def dead_letter(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]],
-                          *, reason: str, detail: str = "") -> None:
-        """Park a record that can never be published or folded, with the reason. Best effort, logged."""
-        self.metrics.dead_letters.labels(reason).inc()
+                          *, reason: str, detail: str = "", timeout: float | None = None) -> bool:
+        """Park a record that can never be published or folded, with the reason.
+
+        Best effort and never raises: returns True once the dead letter is acknowledged, False
+        (logged) otherwise. Counted in roomevents_dead_letters_total{reason} only when parked.
+        """
         envelope = orjson.dumps({
             "reason": reason, "detail": detail, "topic": topic,
             "key": key.decode(errors="replace") if key else None,
             "size": len(value),
             # Keep what fits; a too-large record is truncated so that the letter itself fits.
-            "value": value[:65536].decode(errors="replace"),
-            "truncated": len(value) > 65536,
+            "value": value[:DEAD_LETTER_VALUE_BYTES].decode(errors="replace"),
+            "truncated": len(value) > DEAD_LETTER_VALUE_BYTES,
             "headers": {k: v.decode(errors="replace") for k, v in headers},
         })
         dl_headers = [("roomevents_dlq_reason", reason.encode()), ("roomevents_dlq_topic", topic.encode())]
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.timeout if timeout is None else timeout):
                 future = await self.producer.send(self.settings.dead_letter_topic, envelope, key=key, headers=dl_headers)
-                await future
-            log.warning("record dead-lettered", reason=reason, topic=topic, detail=detail, size=len(value))
+                future.add_done_callback(_consume_outcome)
+                await asyncio.shield(future)
         except Exception as exc:  # the original error is what the caller reports
+            self.metrics.publish_failures.labels(self.settings.dead_letter_topic, type(exc).__name__).inc()
             log.error("dead-letter publish failed", reason=reason, topic=topic, error=repr(exc))
+            return False
+        self.metrics.dead_letters.labels(reason).inc()
+        log.warning("record dead-lettered", reason=reason, topic=topic, detail=detail, size=len(value))
+        return True
