@@ -155,7 +155,7 @@ class Materializer:
                 continue
             for message in messages:
                 try:
-                    event = records.decode(message.value)
+                    event = records.decode_for_fold(message.value)
                 except records.RecordError as exc:
                     await self.publisher.dead_letter(tp.topic, message.key, message.value,
                                                      list(message.headers or ()), reason="poison", detail=str(exc))
@@ -255,7 +255,7 @@ class Materializer:
                             if message.offset >= remaining.get(tp, 0):
                                 break
                             try:
-                                book.apply(records.decode(message.value))
+                                book.apply(records.decode_for_fold(message.value))
                                 replayed += 1
                             except records.RecordError:
                                 pass  # dead-lettered when first consumed

@@ -198,3 +198,26 @@ def test_any_signed_callback_becomes_a_valid_record_with_a_stable_id(extra, even
     random.Random(seed).shuffle(items)
     assert records.from_callback(dict(items), 99)["event_id"] == r["event_id"]
     assert records.decode(records.encode(r)) == r
+
+
+def test_decode_for_fold_keeps_what_the_fold_reads_and_refuses_what_decode_refuses():
+    from service.events import record as records
+    from service.state.fold import fold, render
+
+    params = {"AccountSid": ["AC" + "a1" * 16], "RoomSid": ["RM" + "1" * 32], "RoomName": ["n"],
+              "StatusCallbackEvent": ["participant-connected"], "ParticipantSid": ["PA" + "2" * 32],
+              "ParticipantIdentity": ["alice"], "Timestamp": ["2030-01-01T00:00:00.123Z"], "SequenceNumber": ["4"]}
+    raw = records.encode(records.from_callback(params, 1_893_456_000_200))
+    full, slim = records.decode(raw), records.decode_for_fold(raw)
+    assert "params" not in slim and set(slim) < set(full)
+    assert render(fold(None, slim)) == render(fold(None, full))
+    for bad, message in ((b"\xff", "undecodable"), (b"[1]", "undecodable"),
+                         (b'{"schema_version": 99, "event_id": "x"}', "schema_version 99"),
+                         (b'{"schema_version": 1, "event_id": "x", "type": "t", "room_sid": ""}', "lacks")):
+        for decoder in (records.decode, records.decode_for_fold):
+            try:
+                decoder(bad)
+            except records.RecordError as exc:
+                assert message in str(exc) or decoder is records.decode
+            else:
+                raise AssertionError(f"{decoder.__name__} accepted {bad!r}")
