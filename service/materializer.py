@@ -33,6 +33,7 @@ COALESCE_RECORDS = 200_000
 COALESCE_SECONDS = 0.5
 BACKLOG_HINT = 500  # a fetch this large means more is waiting
 GAUGE_INTERVAL_S = 1.0
+YIELD_EVERY = 2000
 TIMER_INTERVAL_S = 1.0
 
 
@@ -127,12 +128,14 @@ class Materializer:
             return batches  # no backlog: answer now (creates wait on this)
         deadline = time.monotonic() + COALESCE_SECONDS
         while count < COALESCE_RECORDS and time.monotonic() < deadline:
-            more = await self.consumer.getmany(timeout_ms=20, max_records=BATCH_RECORDS)
-            if not more:
-                break
+            more = await self.consumer.getmany(timeout_ms=100, max_records=BATCH_RECORDS)
+            fetched = 0
             for tp, messages in more.items():
                 batches.setdefault(tp, []).extend(messages)
-                count += len(messages)
+                fetched += len(messages)
+            count += fetched
+            if fetched < BACKLOG_HINT:
+                break  # caught up
         return batches
 
     async def stop(self) -> None:
@@ -153,7 +156,9 @@ class Materializer:
             book = self.books.get(tp.partition)
             if book is None:  # revoked while fetched
                 continue
-            for message in messages:
+            for n, message in enumerate(messages, 1):
+                if n % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # lets the fetcher send its next requests while we fold
                 try:
                     event = records.decode_for_fold(message.value)
                 except records.RecordError as exc:
@@ -169,7 +174,9 @@ class Materializer:
             self.processed += len(messages)
         # Only each room's latest state of the batch is published.
         items = []
-        for sid, book in changed.items():
+        for n, (sid, book) in enumerate(changed.items(), 1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
             doc = render(book.rooms[sid])
             items.append((sid.encode(), orjson.dumps(doc), cloudevents.state_headers(doc)))
         acks = await self.publisher.send_many(self.settings.state_topic, items)

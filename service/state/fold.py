@@ -255,7 +255,7 @@ def peak_concurrency(participants: Mapping[str, Mapping[str, Any]]) -> int:
         if left is not None:
             edges.append((left, -1))
     peak = current = 0
-    for _, delta in sorted(edges, key=lambda e: (e[0], e[1])):  # leaves before joins at one instant
+    for _, delta in sorted(edges):  # (-1) leaves sort before (+1) joins at one instant
         current += delta
         peak = max(peak, current)
     return peak
