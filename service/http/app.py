@@ -13,7 +13,7 @@ from service import logs
 from service.kafka.producer import PublishError, Publisher
 from service.kafka.state_follower import StateFollower
 from service.metrics import Metrics
-from service.rooms.errors import TwilioError
+from service.rooms.errors import MORE_INFO, TwilioError
 from service.settings import Settings
 
 log = logs.get("roomevents.http")
@@ -23,6 +23,7 @@ METRICS = web.AppKey("metrics", Metrics)
 PUBLISHER = web.AppKey("publisher", Publisher)
 FOLLOWER = web.AppKey("follower", StateFollower)
 STATE = web.AppKey("state", dict)
+ROOM_SID = web.RequestKey("room_sid", str)  # set by handlers, logged by the middleware
 
 
 def json_response(body: Any, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -61,8 +62,13 @@ async def observe(request: web.Request, handler):
             except PublishError as err:
                 log.warning("publish failed", error=str(err))
                 response = unavailable("Event store unavailable; retry shortly")
-            except web.HTTPException as exc:
-                response = exc
+            except web.HTTPException as exc:  # the router's 404/405, aiohttp's 413...
+                response = json_response({"code": 20404 if exc.status == 404 else exc.status * 100,
+                                          "message": exc.reason,
+                                          "more_info": MORE_INFO.format(code=20404 if exc.status == 404 else
+                                                                        exc.status * 100),
+                                          "status": exc.status}, exc.status,
+                                         headers={k: v for k, v in exc.headers.items() if k == "Allow"})
     except Exception:
         log.exception("unhandled error", method=request.method, path=request.path)
         response = json_response({"code": 20500, "message": "Internal Server Error",
@@ -74,7 +80,7 @@ async def observe(request: web.Request, handler):
     metrics.http_requests.labels(route, request.method, str(response.status)).inc()
     if route not in ("/healthz", "/readyz", "/metrics"):
         log.info("request", method=request.method, path=request.path, status=response.status,
-                 ms=round(elapsed_ms, 2), room_sid=request.get("room_sid"), request_id=request_id)
+                 ms=round(elapsed_ms, 2), room_sid=request.get(ROOM_SID), request_id=request_id)
     return response
 
 

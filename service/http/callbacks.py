@@ -26,7 +26,7 @@ from service import logs
 from service.callbacks import signature
 from service.callbacks.parse import ALLOWED_METHODS, CallbackParseError, parse_callback, require
 from service.events import cloudevents, record as records
-from service.http.app import METRICS, PUBLISHER, SETTINGS, json_response
+from service.http.app import ROOM_SID, METRICS, PUBLISHER, SETTINGS, json_response
 from service.kafka.producer import PublishError, RecordRejected
 
 log = logs.get("roomevents.callbacks")
@@ -115,7 +115,7 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         log.warning("callback signature rejected", method=method, url=url, algorithm=algorithm,
                     signed=bool(request.headers.get(signature.SIGNATURE_HEADER)))
         return _error(403, "X-Twilio-Signature does not match this request")
-    request["room_sid"] = parsed.first("RoomSid")
+    request[ROOM_SID] = parsed.first("RoomSid")
     try:
         require(parsed.params, ("RoomSid", "StatusCallbackEvent"))
         event = records.from_callback(parsed.params, int(time.time() * 1000))

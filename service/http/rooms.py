@@ -46,7 +46,7 @@ import orjson
 from aiohttp import web
 
 from service.events import cloudevents, record as records
-from service.http.app import FOLLOWER, PUBLISHER, SETTINGS, json_response
+from service.http.app import ROOM_SID, FOLLOWER, PUBLISHER, SETTINGS, json_response
 from service.http.auth import check_basic
 from service.rooms import params as room_params
 from service.rooms.errors import TwilioError, not_found
@@ -147,7 +147,7 @@ async def create_room(request: web.Request) -> web.Response:
         raise _conflict(params.unique_name)
 
     sid = "RM" + uuid.uuid4().hex
-    request["room_sid"] = sid
+    request[ROOM_SID] = sid
     now_ms = int(time.time() * 1000)
     config = params.to_dict() | {"account_sid": settings.twilio_account_sid, "sid": sid}
     event = records.room_created(settings.twilio_account_sid, sid, config, now_ms, raw)
@@ -168,7 +168,7 @@ def _room_or_404(request: web.Request, key: str | None = None) -> dict:
     doc = request.app[FOLLOWER].index.get(key)
     if not visible(doc):
         raise not_found(f"/Rooms/{key}")
-    request["room_sid"] = doc["sid"]
+    request[ROOM_SID] = doc["sid"]
     return doc
 
 
