@@ -40,12 +40,53 @@ async def _run_until_stopped(*services) -> None:
             await service.stop()
 
 
-async def _ingress(cfg) -> None:
-    from service.kafka.topics import ensure_topics
+async def _ingress_worker(cfg) -> None:
     from service.runtime import IngressServer
 
-    await ensure_topics(cfg)
     await _run_until_stopped(IngressServer(cfg))
+
+
+async def _ingress(cfg) -> None:
+    from service.kafka.topics import ensure_topics
+
+    await ensure_topics(cfg)
+    if cfg.workers == 1:
+        await _ingress_worker(cfg)
+
+
+def _fork_ingress_workers(cfg) -> int:
+    """ROOMEVENTS_WORKERS > 1: fork the workers (before any event loop exists), forward SIGTERM and
+    SIGINT to them, and exit with the worst of their exit codes."""
+    import os
+    import signal
+
+    children = []
+    for _ in range(cfg.workers):
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                asyncio.run(_ingress_worker(cfg))
+            except BaseException:
+                logs.get("roomevents").exception("ingress worker failed")
+                code = 1
+            os._exit(code)
+        children.append(pid)
+
+    def forward(signum, _frame):
+        for child in children:
+            try:
+                os.kill(child, signum)
+            except ProcessLookupError:
+                pass
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    worst = 0
+    for child in children:
+        _, status = os.waitpid(child, 0)
+        worst = max(worst, os.waitstatus_to_exitcode(status))
+    return worst
 
 
 async def _materializer(cfg) -> None:
@@ -120,6 +161,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(COMMANDS[args.command](cfg))
+        if args.command == "ingress" and cfg.workers > 1:
+            return _fork_ingress_workers(cfg)
     except KeyboardInterrupt:
         pass
     except KafkaConnectionError as exc:

@@ -54,7 +54,9 @@ class IngressServer:
         await self.follower.start()
         self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.settings.shutdown_grace_s)
         await self.runner.setup()
-        site = web.TCPSite(self.runner, self.settings.host, self.settings.port, backlog=1024)
+        # Several worker processes share the port (SO_REUSEPORT) when ROOMEVENTS_WORKERS > 1.
+        site = web.TCPSite(self.runner, self.settings.host, self.settings.port, backlog=1024,
+                           reuse_port=self.settings.workers > 1 or None)
         await site.start()
         self.port = self.runner.addresses[0][1]
         log.info("ingress listening", url=f"http://{self.settings.host}:{self.port}",

@@ -51,6 +51,11 @@ class Settings:
     # Requests allowed in flight before the ingress sheds with 503 (bounded queueing).
     max_in_flight: int = 1024
     enable_idempotence: bool = False
+    # How long the producer waits to fill a batch: a little latency buys fewer, larger produce requests.
+    linger_ms: int = 2
+    # Ingress worker processes sharing the port; each has its own producer and read view, so
+    # read-your-writes holds per process, not across workers (Kubernetes: prefer more pods).
+    workers: int = 1
     trust_forwarded_headers: bool = False
     timers_enabled: bool = True
     topic_partitions: int = 6
@@ -169,6 +174,8 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials
         create_timeout_ms=_int(env, "ROOMEVENTS_CREATE_TIMEOUT_MS", 10000, 100, 120000),
         max_in_flight=_int(env, "ROOMEVENTS_MAX_IN_FLIGHT", 1024, 1, 1_000_000),
         enable_idempotence=_bool(env, "ROOMEVENTS_ENABLE_IDEMPOTENCE", False),
+        linger_ms=_int(env, "ROOMEVENTS_LINGER_MS", 2, 0, 1000),
+        workers=_int(env, "ROOMEVENTS_WORKERS", 1, 1, 64),
         trust_forwarded_headers=_bool(env, "ROOMEVENTS_TRUST_FORWARDED", False),
         timers_enabled=_bool(env, "ROOMEVENTS_TIMERS", True),
         topic_partitions=_int(env, "ROOMEVENTS_TOPIC_PARTITIONS", 6, 1, 10000),

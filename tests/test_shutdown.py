@@ -8,12 +8,11 @@ import signal
 import sys
 
 import aiohttp
-from aiokafka import AIOKafkaConsumer
 
 from service.callbacks.signature import compute_signature
 from service.events.record import callback_event_id, decode, format_ms
 from service.kafka.broker import free_port
-from tests.conftest import wait_until
+from tests.conftest import read_topic, wait_until
 
 
 async def test_sigterm_under_load_loses_no_acknowledged_callback(settings):
@@ -83,25 +82,49 @@ async def test_sigterm_under_load_loses_no_acknowledged_callback(settings):
             proc.kill()
             await proc.wait()
 
-    consumer = AIOKafkaConsumer(settings.events_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
-    await consumer.start()
-    on_topic: set[str] = set()
-    try:
-        end = sum((await consumer.end_offsets(list(consumer.assignment()) or
-                                              [tp for tp in await _partitions(consumer, settings.events_topic)])).values())
-        while len(on_topic) < end:
-            for messages in (await consumer.getmany(timeout_ms=500)).values():
-                on_topic.update(decode(m.value)["event_id"] for m in messages)
-    finally:
-        await consumer.stop()
+    on_topic = {decode(m.value)["event_id"] for m in await read_topic(settings.kafka_bootstrap_servers,
+                                                                        settings.events_topic)}
     missing = acknowledged - on_topic
     assert not missing, f"{len(missing)} acknowledged callbacks missing from the topic"
     assert len(acknowledged) > 300
 
 
-async def _partitions(consumer, topic):
-    from aiokafka import TopicPartition
-
-    await consumer._client.force_metadata_update()
-    return [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+async def test_ingress_workers_share_the_port_and_stop_cleanly(settings):
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = os.environ | {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid, "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
+        "ROOMEVENTS_HOST": "127.0.0.1", "ROOMEVENTS_PORT": str(port), "ROOMEVENTS_PUBLIC_URL": base,
+        "ROOMEVENTS_EVENTS_TOPIC": settings.events_topic, "ROOMEVENTS_STATE_TOPIC": settings.state_topic,
+        "ROOMEVENTS_DEAD_LETTER_TOPIC": settings.dead_letter_topic, "ROOMEVENTS_LOG_LEVEL": "WARNING",
+        "ROOMEVENTS_WORKERS": "2",
+    }
+    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "service.cli", "ingress", env=env)
+    url = base + settings.callback_path
+    try:
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
+            async def ready():
+                try:
+                    async with http.get(base + "/readyz") as r:
+                        return r.status == 200
+                except aiohttp.ClientError:
+                    return False
+            for _ in range(300):
+                if await ready():
+                    break
+                await asyncio.sleep(0.05)
+            statuses = []
+            for n in range(40):
+                params = {"RoomSid": f"RM{n:032x}", "StatusCallbackEvent": "room-created",
+                          "Timestamp": format_ms(1_900_000_000_000 + n)}
+                sig = compute_signature(url, {k: [v] for k, v in params.items()}, settings.twilio_auth_token)
+                async with http.post(url, data=params, headers={"X-Twilio-Signature": sig}) as r:
+                    statuses.append(r.status)
+            assert statuses == [204] * 40
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()

@@ -48,7 +48,7 @@ class Publisher:
             client_id=client_id,
             acks="all",
             enable_idempotence=settings.enable_idempotence,
-            linger_ms=1,
+            linger_ms=settings.linger_ms,
             request_timeout_ms=max(1000, settings.produce_timeout_ms),
             max_request_size=1024 * 1024,
         )
