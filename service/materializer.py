@@ -30,7 +30,7 @@ BATCH_RECORDS = 20000
 # Under a backlog, fetched records are gathered into one batch (up to this many, or this long)
 # so each room's document is rendered and published once per batch, not once per fetch.
 COALESCE_RECORDS = 200_000
-COALESCE_SECONDS = 0.5
+COALESCE_SECONDS = 2.0
 BACKLOG_HINT = 500  # a fetch this large means more is waiting
 GAUGE_INTERVAL_S = 1.0
 YIELD_EVERY = 2000

@@ -51,6 +51,8 @@ class Publisher:
             linger_ms=settings.linger_ms,
             request_timeout_ms=max(1000, settings.produce_timeout_ms),
             max_request_size=1024 * 1024,
+            # Room documents are a few KiB: 16 KiB batches (the default) cost a request per few records.
+            max_batch_size=512 * 1024,
         )
         self.started = False
 
