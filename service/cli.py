@@ -6,6 +6,7 @@ import asyncio
 import sys
 
 from service import logs, settings as settings_module
+from service.settings import DEV_AUTH_TOKEN
 
 HELP = """\
 roomevents: Twilio Video room events, durably on Kafka, with materialized room state.
@@ -118,14 +119,15 @@ async def _dev(cfg) -> None:
         metrics = Metrics()
         ingress = IngressServer(cfg, metrics)
         materializer = MaterializerService(cfg, metrics, serve_health=False)
+        shown_token = cfg.twilio_auth_token if cfg.twilio_auth_token == DEV_AUTH_TOKEN else "$TWILIO_AUTH_TOKEN"
         banner = (
             "\n  roomevents dev is up\n"
             f"  base URL        {cfg.base_url()}\n"
             f"  callbacks       {cfg.base_url()}{cfg.callback_path}\n"
             f"  broker          {cfg.kafka_bootstrap_servers}{' (embedded Tansu, in memory)' if broker else ''}\n"
             f"  account SID     {cfg.twilio_account_sid}\n"
-            f"  auth token      {cfg.twilio_auth_token}\n"
-            f"  try             curl -u \"{cfg.twilio_account_sid}:{cfg.twilio_auth_token}\" "
+            f"  auth token      {cfg.twilio_auth_token if cfg.twilio_auth_token == DEV_AUTH_TOKEN else '(from TWILIO_AUTH_TOKEN, not shown)'}\n"
+            f"  try             curl -u \"{cfg.twilio_account_sid}:{shown_token}\" "
             f"-d Type=group -d UniqueName=demo {cfg.base_url()}/v1/Rooms\n"
             "  stop            Ctrl-C\n")
 

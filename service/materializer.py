@@ -18,7 +18,7 @@ from aiokafka.errors import CommitFailedError, IllegalStateError, KafkaError
 
 from service import logs
 from service.events import cloudevents, record as records
-from service.kafka.producer import Publisher
+from service.kafka.producer import PublishError, Publisher
 from service.metrics import Metrics
 from service.settings import Settings
 from service.state.book import RoomBook, timer_due, timer_event
@@ -35,6 +35,11 @@ BACKLOG_HINT = 500  # a fetch this large means more is waiting
 GAUGE_INTERVAL_S = 1.0
 YIELD_EVERY = 2000
 TIMER_INTERVAL_S = 1.0
+REBUILD_IDLE_PASSES = 6  # empty fetches (0.5 s each) before a replay is taken as complete
+
+
+class NeedsRebuild(RuntimeError):
+    pass
 
 
 class _Rebalance(ConsumerRebalanceListener):
@@ -46,17 +51,28 @@ class _Rebalance(ConsumerRebalanceListener):
         # published and committed before the partitions go.
         async with self.owner.batch_lock:
             self.owner.ready = False
-            await self.owner.drain()
-            for tp in revoked:
-                self.owner.books.pop(tp.partition, None)
-                self.owner.metrics.forget_partition(tp.partition)
+            try:
+                await self.owner.drain()
+            except Exception as exc:  # its offsets stay uncommitted: the next owner redoes the batch
+                log.warning("last batch before revocation failed", error=repr(exc))
+            finally:
+                for tp in revoked:
+                    self.owner.books.pop(tp.partition, None)
+                    self.owner.positions.pop(tp.partition, None)
+                    self.owner.metrics.forget_partition(tp.partition)
         if revoked:
             log.info("partitions revoked", partitions=sorted(tp.partition for tp in revoked))
 
     async def on_partitions_assigned(self, assigned):
         # Records of these partitions may already be fetched: none is folded before the rebuild ends.
+        # aiokafka logs and swallows a listener's exception: on failure the partitions stay without
+        # books, and the main loop rebuilds them (and seeks back) before folding anything.
         async with self.owner.batch_lock:
-            await self.owner.rebuild(assigned)
+            try:
+                await self.owner.rebuild(assigned)
+            except Exception as exc:
+                log.error("rebuild on assignment failed; the loop will retry", error=repr(exc))
+                return
             self.owner.ready = True
 
 
@@ -67,6 +83,7 @@ class Materializer:
         self.metrics = metrics or Metrics()
         self.clock = clock
         self.books: dict[int, RoomBook] = {}
+        self.positions: dict[int, int] = {}  # per owned partition: the next offset to fold
         self.publisher = Publisher(settings, self.metrics, client_id="roomevents-materializer")
         self.consumer: AIOKafkaConsumer | None = None
         self.ready = False
@@ -108,16 +125,23 @@ class Materializer:
                 log.warning("fetch failed; retrying", error=repr(exc))
                 await asyncio.sleep(0.5)
                 continue
-            if batches:
-                async with self.batch_lock:
-                    try:
+            async with self.batch_lock:
+                try:
+                    if self._unbuilt():
+                        raise NeedsRebuild(f"partitions without state: {sorted(self._unbuilt())}")
+                    if batches:
                         await self.process(batches)
-                    except Exception as exc:  # a state publish or commit failed: redo from the committed offsets
-                        log.error("batch failed; rebuilding from committed offsets", error=repr(exc))
-                        await self.recover()
-            await self.maybe_fire_timers()
+                    await self.maybe_fire_timers()
+                except Exception as exc:  # a publish, commit or rebuild failed: redo from the committed offsets
+                    log.error("batch failed; rebuilding from committed offsets", error=repr(exc))
+                    self.ready = False
+                    await self.recover()
         async with self.batch_lock:
             await self.drain()
+
+    def _unbuilt(self) -> set[int]:
+        """Owned partitions whose state was not rebuilt (a failed rebuild on assignment)."""
+        return {tp.partition for tp in self.consumer.assignment()} - set(self.books)
 
     async def _gather(self) -> dict:
         """One batch: wait for records, then take whatever else is already fetched, within bounds.
@@ -161,16 +185,20 @@ class Materializer:
                     await asyncio.sleep(0)  # lets the fetcher send its next requests while we fold
                 try:
                     event = records.decode_for_fold(message.value)
-                except records.RecordError as exc:
-                    await self.publisher.dead_letter(tp.topic, message.key, message.value,
-                                                     list(message.headers or ()), reason="poison", detail=str(exc))
+                    sid = book.apply(event)
+                except Exception as exc:  # undecodable, unknown version, or a shape the fold cannot take
+                    parked = await self.publisher.dead_letter(tp.topic, message.key, message.value,
+                                                              list(message.headers or ()), reason="poison",
+                                                              detail=f"{type(exc).__name__}: {exc}")
+                    if not parked:  # never skip a record silently: redo the batch
+                        raise PublishError(f"could not dead-letter offset {message.offset}") from exc
                     continue
-                sid = book.apply(event)
                 changed[sid] = book
                 folded[event["type"]] += 1
                 log.debug("event folded", room_sid=sid, type=event["type"], event_id=event["event_id"],
                           partition=tp.partition, offset=message.offset)
             commits[tp] = messages[-1].offset + 1
+            self.positions[tp.partition] = commits[tp]
             self.processed += len(messages)
         # Only each room's latest state of the batch is published.
         items = []
@@ -216,10 +244,19 @@ class Materializer:
             await self.drain()
         except Exception as exc:
             log.error("pending batch failed too", error=repr(exc))
-        assigned = self.consumer.assignment()
-        await self.rebuild(assigned)
-        if assigned:
-            await self.consumer.seek_to_committed(*assigned)
+        delay = 0.5
+        while not self.stopping.is_set():
+            try:
+                assigned = self.consumer.assignment()
+                await self.rebuild(assigned)
+                if assigned:
+                    await self.consumer.seek_to_committed(*assigned)
+                self.ready = True
+                return
+            except Exception as exc:  # broker away: keep trying, not ready meanwhile
+                log.error("recovery failed; retrying", error=repr(exc), retry_in_s=delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 10.0)
 
     def _update_gauges(self, commits) -> None:
         for tp, offset in commits.items():
@@ -236,12 +273,13 @@ class Materializer:
     # ------------------------------------------------------------ recovery
 
     async def rebuild(self, assigned) -> None:
-        """Replay each newly assigned partition's events up to its committed offset (no publishing)."""
+        """Replay each assigned partition's events up to its committed offset (no publishing).
+        The books are installed only once complete: a failed replay leaves the partition unbuilt."""
         started = time.perf_counter()
+        books: dict[int, RoomBook] = {tp.partition: RoomBook() for tp in assigned}
         targets: dict[TopicPartition, int] = {}
         for tp in assigned:
             committed = await self.consumer.committed(tp)
-            self.books[tp.partition] = RoomBook()
             if committed:
                 targets[tp] = committed
         replayed = 0
@@ -252,24 +290,36 @@ class Materializer:
             await reader.start()
             try:
                 reader.assign(list(targets))
-                await reader.seek_to_beginning(*targets)
+                for tp in targets:
+                    reader.seek(tp, 0)  # below the log start, auto_offset_reset=earliest applies
                 remaining = dict(targets)
+                idle_passes = 0
                 while remaining:
-                    batches = await reader.getmany(*remaining, timeout_ms=1000, max_records=BATCH_RECORDS)
+                    batches = await reader.getmany(*remaining, timeout_ms=500, max_records=BATCH_RECORDS)
+                    idle_passes = 0 if batches else idle_passes + 1
                     for tp, messages in batches.items():
-                        book = self.books[tp.partition]
+                        book = books[tp.partition]
                         for message in messages:
-                            if message.offset >= remaining.get(tp, 0):
+                            if message.offset >= remaining[tp]:
                                 break
                             try:
                                 book.apply(records.decode_for_fold(message.value))
                                 replayed += 1
-                            except records.RecordError:
+                            except Exception:
                                 pass  # dead-lettered when first consumed
-                        if tp in remaining and (await reader.position(tp)) >= remaining[tp]:
+                    for tp in list(remaining):
+                        if await reader.position(tp) >= remaining[tp]:
                             del remaining[tp]
+                    if remaining and idle_passes >= REBUILD_IDLE_PASSES:
+                        # The log holds less than was committed (retention, a recreated topic).
+                        log.warning("replay ended before the committed offset",
+                                    partitions={tp.partition: off for tp, off in remaining.items()})
+                        break
             finally:
                 await reader.stop()
+        for tp in assigned:
+            self.books[tp.partition] = books[tp.partition]
+            self.positions[tp.partition] = targets.get(tp, 0)
         log.info("partitions assigned and rebuilt", partitions=sorted(tp.partition for tp in assigned),
                  replayed=replayed, seconds=round(time.perf_counter() - started, 3))
 
@@ -282,10 +332,18 @@ class Materializer:
         if wall - self._last_timer_scan < TIMER_INTERVAL_S:
             return
         self._last_timer_scan = wall
+        if not self.ready:
+            return
         now_ms = int(self.clock() * 1000)
-        for book in list(self.books.values()):
+        for partition, book in list(self.books.items()):
+            # A timer decides from the room's whole history: only where every record is folded.
+            high = self.consumer.highwater(TopicPartition(self.settings.events_topic, partition))
+            if high is None or self.positions.get(partition, 0) < high:
+                continue
             for sid, state in list(book.rooms.items()):
                 if sid in self.timers_sent:
+                    if status(state) != "in-progress":
+                        self.timers_sent.discard(sid)  # its room-ended came back through the topic
                     continue
                 due = timer_due(state, now_ms)
                 if due is None:

@@ -14,7 +14,7 @@ from aiohttp import web
 
 from service import logs
 from service.http import health
-from service.http.app import STATE, build_app
+from service.http.app import METRICS, STATE, build_app
 from service.kafka.producer import Publisher
 from service.kafka.state_follower import StateFollower
 from service.materializer import Materializer
@@ -100,8 +100,8 @@ class MaterializerService:
         self.task = asyncio.create_task(self.materializer.run(), name="materializer")
         if self.serve_health:
             app = web.Application()
-            app[health.STATE_KEY] = {"draining": False, "in_flight": 0}
-            app[health.METRICS_KEY] = self.metrics
+            app[STATE] = {"draining": False, "in_flight": 0}
+            app[METRICS] = self.metrics
             app[health.READINESS] = self.readiness
             health.add_routes(app)
             self.runner = web.AppRunner(app, access_log=None)
@@ -115,6 +115,8 @@ class MaterializerService:
                 await asyncio.wait_for(self.task, self.settings.shutdown_grace_s + 5)
             except (asyncio.TimeoutError, asyncio.CancelledError):
                 self.task.cancel()
+            except Exception as exc:  # the loop died: still leave the group and flush
+                log.error("materializer loop failed", error=repr(exc))
         await self.materializer.close()
         if self.runner is not None:
             await self.runner.cleanup()

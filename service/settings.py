@@ -94,6 +94,19 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number") from None
+    if not lo <= value <= hi:
+        raise SettingsError(f"{name}={value} is out of range {lo}..{hi}")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -153,6 +166,10 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials
     if not callback_path.startswith("/") or callback_path.startswith("/v1/Rooms"):
         raise SettingsError(f"ROOMEVENTS_CALLBACK_PATH={callback_path!r} must start with / and not be under /v1/Rooms")
 
+    workers = _int(env, "ROOMEVENTS_WORKERS", 1, 1, 64)
+    if workers > 1 and _int(env, "ROOMEVENTS_PORT", 8080, 0, 65535) == 0:
+        raise SettingsError("ROOMEVENTS_WORKERS > 1 needs a fixed ROOMEVENTS_PORT (not 0): the workers share it")
+
     return Settings(
         kafka_bootstrap_servers=bootstrap,
         twilio_account_sid=sid,
@@ -175,12 +192,12 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials
         max_in_flight=_int(env, "ROOMEVENTS_MAX_IN_FLIGHT", 1024, 1, 1_000_000),
         enable_idempotence=_bool(env, "ROOMEVENTS_ENABLE_IDEMPOTENCE", False),
         linger_ms=_int(env, "ROOMEVENTS_LINGER_MS", 2, 0, 1000),
-        workers=_int(env, "ROOMEVENTS_WORKERS", 1, 1, 64),
+        workers=workers,
         trust_forwarded_headers=_bool(env, "ROOMEVENTS_TRUST_FORWARDED", False),
         timers_enabled=_bool(env, "ROOMEVENTS_TIMERS", True),
         topic_partitions=_int(env, "ROOMEVENTS_TOPIC_PARTITIONS", 6, 1, 10000),
         topic_replication=_int(env, "ROOMEVENTS_TOPIC_REPLICATION", 1, 1, 100),
         session_timeout_ms=_int(env, "ROOMEVENTS_SESSION_TIMEOUT_MS", 10000, 1000, 300000),
-        shutdown_grace_s=_int(env, "ROOMEVENTS_SHUTDOWN_GRACE_S", 10, 0, 600),
-        drain_delay_s=_int(env, "ROOMEVENTS_DRAIN_DELAY_S", 0, 0, 600),
+        shutdown_grace_s=_float(env, "ROOMEVENTS_SHUTDOWN_GRACE_S", 10.0, 0, 600),
+        drain_delay_s=_float(env, "ROOMEVENTS_DRAIN_DELAY_S", 0.0, 0, 600),
     )

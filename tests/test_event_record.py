@@ -211,13 +211,14 @@ def test_decode_for_fold_keeps_what_the_fold_reads_and_refuses_what_decode_refus
     full, slim = records.decode(raw), records.decode_for_fold(raw)
     assert "params" not in slim and set(slim) < set(full)
     assert render(fold(None, slim)) == render(fold(None, full))
-    for bad, message in ((b"\xff", "undecodable"), (b"[1]", "undecodable"),
-                         (b'{"schema_version": 99, "event_id": "x"}', "schema_version 99"),
-                         (b'{"schema_version": 1, "event_id": "x", "type": "t", "room_sid": ""}', "lacks")):
-        for decoder in (records.decode, records.decode_for_fold):
+    cases = ((b"\xff", "undecodable", "undecodable"), (b"[1]", "not a JSON object", "undecodable"),
+             (b'{"schema_version": 99, "event_id": "x"}', "schema_version 99", "schema_version 99"),
+             (b'{"schema_version": 1, "event_id": "x", "type": "t", "room_sid": ""}', "lacks", "lacks"))
+    for bad, from_decode, from_fold in cases:
+        for decoder, message in ((records.decode, from_decode), (records.decode_for_fold, from_fold)):
             try:
                 decoder(bad)
             except records.RecordError as exc:
-                assert message in str(exc) or decoder is records.decode
+                assert message in str(exc), (decoder.__name__, bad, str(exc))
             else:
                 raise AssertionError(f"{decoder.__name__} accepted {bad!r}")

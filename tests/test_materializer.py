@@ -8,6 +8,7 @@ import signal
 import sys
 
 import orjson
+import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from service.metrics import Metrics
@@ -123,6 +124,7 @@ async def test_instances_join_and_leave_during_a_stream(settings):
         await follower.stop()
 
 
+@pytest.mark.allow_invalid_events  # the poison is the point
 async def test_poison_records_are_dead_lettered_and_the_stream_goes_on(settings):
     events = streams.interleaved(3, seed=3)
     expected = clean_run(events)
@@ -132,6 +134,9 @@ async def test_poison_records_are_dead_lettered_and_the_stream_goes_on(settings)
         await producer.send_and_wait(settings.events_topic, b"\xff not json", key=b"room-0")
         await producer.send_and_wait(settings.events_topic, orjson.dumps({"schema_version": 99, "event_id": "x"}),
                                      key=b"room-1")
+        # Valid at the top, but a participant without a SID: the fold cannot take it.
+        unfoldable = dict(events[0], event_id="f" * 32, type="participant-connected", participant={"identity": "x"})
+        await producer.send_and_wait(settings.events_topic, orjson.dumps(unfoldable), key=b"room-2")
     finally:
         await producer.stop()
     await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, events)
@@ -148,16 +153,16 @@ async def test_poison_records_are_dead_lettered_and_the_stream_goes_on(settings)
             async def collect():
                 for messages in (await consumer.getmany(timeout_ms=200)).values():
                     letters.extend(orjson.loads(m.value) for m in messages)
-                return len(letters) >= 2
+                return len(letters) >= 3
             for _ in range(100):
                 if await collect():
                     break
         finally:
             await consumer.stop()
-        assert sorted(letter["reason"] for letter in letters) == ["poison", "poison"]
+        assert sorted(letter["reason"] for letter in letters) == ["poison"] * 3
         details = " ".join(letter["detail"] for letter in letters)
-        assert "undecodable" in details and "schema_version 99" in details
-        assert service.metrics.dead_letters.labels("poison")._value.get() == 2
+        assert "undecodable" in details and "schema_version 99" in details and "KeyError" in details
+        assert service.metrics.dead_letters.labels("poison")._value.get() == 3
     finally:
         await service.stop()
         await follower.stop()

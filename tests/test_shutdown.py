@@ -122,6 +122,8 @@ async def test_ingress_workers_share_the_port_and_stop_cleanly(settings):
                 async with http.post(url, data=params, headers={"X-Twilio-Signature": sig}) as r:
                     statuses.append(r.status)
             assert statuses == [204] * 40
+        children = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+        assert len(children) == 2, children  # two forked workers share the port
         proc.send_signal(signal.SIGTERM)
         assert await asyncio.wait_for(proc.wait(), 30) == 0
     finally:

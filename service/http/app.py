@@ -1,6 +1,7 @@
 """The aiohttp application: middlewares (logging, metrics, load shedding, errors) and routes."""
 from __future__ import annotations
 
+import re
 import time
 import uuid
 from typing import Any
@@ -23,7 +24,8 @@ METRICS = web.AppKey("metrics", Metrics)
 PUBLISHER = web.AppKey("publisher", Publisher)
 FOLLOWER = web.AppKey("follower", StateFollower)
 STATE = web.AppKey("state", dict)
-ROOM_SID = web.RequestKey("room_sid", str)  # set by handlers, logged by the middleware
+ROOM_SID = web.RequestKey("room_sid", str)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # set by handlers, logged by the middleware
 
 
 def json_response(body: Any, status: int = 200, headers: dict | None = None) -> web.Response:
@@ -45,7 +47,9 @@ async def observe(request: web.Request, handler):
     state = app[STATE]
     metrics = app[METRICS]
     started = time.perf_counter()
-    request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+    request_id = request.headers.get("X-Request-Id", "")
+    if not _REQUEST_ID.fullmatch(request_id):  # a client's id is logged only if it is a plain token
+        request_id = uuid.uuid4().hex[:16]
     structlog.contextvars.bind_contextvars(request_id=request_id)
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
     shed = state["in_flight"] >= app[SETTINGS].max_in_flight and route not in ("/healthz", "/readyz", "/metrics")

@@ -7,8 +7,6 @@ from aiohttp import web
 
 from service.http.app import METRICS, STATE, json_response
 
-STATE_KEY = STATE
-METRICS_KEY = METRICS
 from service.metrics import CONTENT_TYPE
 
 READINESS = web.AppKey("readiness", object)

@@ -68,8 +68,10 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
             backlog = [d for d in docs if d.get("_offset", -1) >= resume.get(d.get("_partition"), 0)]
             kind = "resume"
         backlog.sort(key=lambda d: (d.get("_partition", 0), d.get("_offset", 0)))
+        # Backlog events carry no id: a client cut off mid-backlog resumes from where it was, not
+        # from the end of a backlog it never finished reading.
         for doc in backlog:
-            await response.write(_event("room", _public(doc), _encode_position(position)))
+            await response.write(_event("room", _public(doc), None))
         await response.write(_event(kind + "-complete", {"rooms": len(backlog)}, _encode_position(position)))
         while not overflow.is_set():
             try:
@@ -89,8 +91,9 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _event(name: str, data: dict, event_id: str) -> bytes:
-    return b"id: " + event_id.encode() + b"\nevent: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+def _event(name: str, data: dict, event_id: str | None) -> bytes:
+    head = b"id: " + event_id.encode() + b"\n" if event_id is not None else b""
+    return head + b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 
 def add_routes(app: web.Application) -> None:

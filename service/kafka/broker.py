@@ -12,7 +12,6 @@ import socket
 import subprocess
 import tempfile
 import time
-from pathlib import Path
 
 BROKER_BIN_ENV = "ROOMEVENTS_BROKER_BIN"
 
@@ -96,9 +95,3 @@ class EmbeddedBroker:
 
     async def astop(self) -> None:
         await asyncio.to_thread(self.stop)
-
-    def log_tail(self, lines: int = 20) -> str:
-        try:
-            return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-lines:])
-        except OSError:
-            return ""

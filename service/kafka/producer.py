@@ -65,8 +65,6 @@ class Publisher:
             self.started = False
             await self.producer.stop()  # flushes what is pending
 
-    async def flush(self) -> None:
-        await self.producer.flush()
 
     async def publish(self, topic: str, key: bytes | None, value: bytes,
                       headers: Sequence[tuple[str, bytes]] = ()) -> None:

@@ -6,7 +6,7 @@ materializer's document for a room arrives (read-your-writes for creates and com
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Callable
+from typing import Callable
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
@@ -75,8 +75,13 @@ class StateFollower:
                 for message in messages:
                     try:
                         doc = orjson.loads(message.value)
-                    except orjson.JSONDecodeError:
-                        log.error("undecodable state record skipped", partition=tp.partition, offset=message.offset)
+                        if not isinstance(doc, dict) or not isinstance(doc.get("sid"), str):
+                            raise ValueError("not a room document")
+                    except (orjson.JSONDecodeError, ValueError) as exc:
+                        # The view must go on following: one bad record is logged and skipped.
+                        log.error("state record skipped", partition=tp.partition, offset=message.offset,
+                                  error=str(exc))
+                        self.positions[tp.partition] = message.offset + 1
                         continue
                     # Where this document sits on the state topic: SSE clients resume from it.
                     doc["_partition"] = tp.partition
@@ -117,6 +122,11 @@ class StateFollower:
         finally:
             if not future.done():
                 future.cancel()
+            pending = [w for w in self.waiters.get(sid, []) if w[1] is not future]
+            if pending:
+                self.waiters[sid] = pending
+            else:
+                self.waiters.pop(sid, None)
 
     async def stop(self) -> None:
         if self.task is not None:

@@ -61,11 +61,6 @@ class RoomIndex:
             out = (d for d in out if (d.get("date_created_ms") or 0) <= created_before_ms)
         return sorted(out, key=lambda d: (-(d.get("date_created_ms") or 0), d["sid"]))
 
-    def counts_by_status(self) -> Mapping[str, int]:
-        counts = {"in-progress": 0, "completed": 0, "failed": 0}
-        for d in self.docs.values():
-            counts[d.get("status", "in-progress")] = counts.get(d.get("status", "in-progress"), 0) + 1
-        return counts
 
 
 def _created(doc: Mapping[str, Any]) -> tuple:
