@@ -44,7 +44,13 @@ class IngressServer:
         self.port: int | None = None
 
     async def readiness(self) -> dict:
-        broker = self.publisher.started and bool(self.publisher.producer.client.cluster.brokers())
+        # A live metadata round trip, not the cached view: an absent broker makes the ingress unready.
+        broker = False
+        if self.publisher.started:
+            try:
+                broker = await asyncio.wait_for(self.publisher.producer.client.force_metadata_update(), 2.0)
+            except (asyncio.TimeoutError, Exception):
+                broker = False
         view = self.follower.caught_up.is_set()
         return {"ready": broker and view, "broker": broker, "state_view_caught_up": view,
                 "rooms": len(self.follower.index.docs)}

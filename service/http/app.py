@@ -25,6 +25,7 @@ PUBLISHER = web.AppKey("publisher", Publisher)
 FOLLOWER = web.AppKey("follower", StateFollower)
 STATE = web.AppKey("state", dict)
 ROOM_SID = web.RequestKey("room_sid", str)
+_NOT_COUNTED = frozenset({"/healthz", "/readyz", "/metrics", "/v1/Streams/Rooms"})
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # set by handlers, logged by the middleware
 
 
@@ -52,8 +53,10 @@ async def observe(request: web.Request, handler):
         request_id = uuid.uuid4().hex[:16]
     structlog.contextvars.bind_contextvars(request_id=request_id)
     route = request.match_info.route.resource.canonical if request.match_info.route.resource else "unmatched"
-    shed = state["in_flight"] >= app[SETTINGS].max_in_flight and route not in ("/healthz", "/readyz", "/metrics")
-    state["in_flight"] += 1
+    # Probes are never shed; a stream lives for hours and is not an in-flight request.
+    counted = route not in _NOT_COUNTED
+    shed = counted and state["in_flight"] >= app[SETTINGS].max_in_flight
+    state["in_flight"] += counted
     try:
         if shed:
             metrics.shed.inc()
@@ -78,7 +81,7 @@ async def observe(request: web.Request, handler):
         response = json_response({"code": 20500, "message": "Internal Server Error",
                                   "more_info": "https://www.twilio.com/docs/errors/20500", "status": 500}, 500)
     finally:
-        state["in_flight"] -= 1
+        state["in_flight"] -= counted
         structlog.contextvars.unbind_contextvars("request_id")
     elapsed_ms = (time.perf_counter() - started) * 1000
     metrics.http_requests.labels(route, request.method, str(response.status)).inc()

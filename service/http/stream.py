@@ -13,12 +13,13 @@ import orjson
 from aiohttp import web
 
 from service import logs
-from service.http.app import FOLLOWER, SETTINGS
+from service.http.app import FOLLOWER, SETTINGS, STATE
 from service.http.auth import check_basic
 
 log = logs.get("roomevents.stream")
 QUEUE_LIMIT = 10000
 KEEPALIVE_S = 15.0
+POLL_S = 1.0  # how soon a stream notices shutdown (the client then resumes elsewhere)
 
 
 def _encode_position(position: dict[int, int]) -> str:
@@ -73,12 +74,17 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
         for doc in backlog:
             await response.write(_event("room", _public(doc), None))
         await response.write(_event(kind + "-complete", {"rooms": len(backlog)}, _encode_position(position)))
-        while not overflow.is_set():
+        idle = 0.0
+        while not overflow.is_set() and not request.app[STATE]["draining"]:
             try:
-                doc = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
+                doc = await asyncio.wait_for(queue.get(), POLL_S)
             except TimeoutError:
-                await response.write(b": keepalive\n\n")
+                idle += POLL_S
+                if idle >= KEEPALIVE_S:
+                    idle = 0.0
+                    await response.write(b": keepalive\n\n")
                 continue
+            idle = 0.0
             partition, offset = doc.get("_partition", 0), doc.get("_offset", 0)
             if offset < position.get(partition, 0):
                 continue  # already covered by the snapshot

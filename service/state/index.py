@@ -9,8 +9,10 @@ Doc = dict[str, Any]
 class RoomIndex:
     def __init__(self) -> None:
         self.docs: dict[str, Doc] = {}
-        # Unique name -> SID of the in-progress room holding it (the name resolves only while in progress).
-        self.active_names: dict[str, str] = {}
+        # Unique name -> SIDs of in-progress rooms with it (normally one). Rooms sharing a name sit on
+        # different state partitions, read in no fixed order, so an older room's in-progress document
+        # may arrive after a newer room's: the name resolves to the most recently created of them.
+        self.in_progress: dict[str, set[str]] = {}
         self.listeners: list[Callable[[Doc], None]] = []
 
     def put(self, doc: Doc) -> None:
@@ -19,33 +21,23 @@ class RoomIndex:
         # so the latest document read is the newest state.
         self.docs[sid] = doc
         name = doc.get("unique_name") or sid
-        holder = self.docs.get(self.active_names.get(name, ""))
         if doc.get("status") == "in-progress":
-            # Rooms sharing a name sit on different state partitions, read in no fixed order: an
-            # older room's stale in-progress document must not take the name from a newer room.
-            if holder is None or holder.get("status") != "in-progress" or holder is doc or \
-                    _created(holder) <= _created(doc):
-                self.active_names[name] = sid
-        elif holder is not None and holder["sid"] == sid:
-            del self.active_names[name]
-            successor = max((d for d in self.docs.values()
-                             if d.get("status") == "in-progress" and (d.get("unique_name") or d["sid"]) == name),
-                            key=_created, default=None)
-            if successor is not None:
-                self.active_names[name] = successor["sid"]
+            self.in_progress.setdefault(name, set()).add(sid)
+        elif name in self.in_progress:
+            self.in_progress[name].discard(sid)
+            if not self.in_progress[name]:
+                del self.in_progress[name]
         for listener in list(self.listeners):
             listener(doc)
 
     def get(self, sid_or_name: str) -> Doc | None:
-        doc = self.docs.get(sid_or_name)
-        if doc is not None:
-            return doc
-        sid = self.active_names.get(sid_or_name)
-        return self.docs.get(sid) if sid else None
+        return self.docs.get(sid_or_name) or self.in_progress_with_name(sid_or_name)
 
     def in_progress_with_name(self, name: str) -> Doc | None:
-        sid = self.active_names.get(name)
-        return self.docs.get(sid) if sid else None
+        sids = self.in_progress.get(name)
+        if not sids:
+            return None
+        return max((self.docs[sid] for sid in sids), key=_created)
 
     def query(self, *, status: str | None = None, unique_name: str | None = None,
               created_after_ms: int | None = None, created_before_ms: int | None = None) -> list[Doc]:
