@@ -224,3 +224,36 @@ def _events_match_the_schema(request):
     if problems:
         pytest.fail(f"{len(problems)} record(s) on {cfg.events_topic} break docs/room-event.schema.json:\n  "
                     + "\n  ".join(problems[:20]), pytrace=False)
+
+
+def service_env(settings, **extra: str) -> dict[str, str]:
+    """Environment for running `roomevents ...` as a subprocess against this test's broker and topics."""
+    return os.environ | {
+        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
+        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
+        "ROOMEVENTS_EVENTS_TOPIC": settings.events_topic,
+        "ROOMEVENTS_STATE_TOPIC": settings.state_topic,
+        "ROOMEVENTS_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+        "ROOMEVENTS_CONSUMER_GROUP": settings.consumer_group,
+        "ROOMEVENTS_SESSION_TIMEOUT_MS": "6000",
+        "ROOMEVENTS_HOST": "127.0.0.1",
+        "ROOMEVENTS_LOG_LEVEL": "WARNING",
+        "ROOMEVENTS_LOG_FORMAT": "console",
+    } | extra
+
+
+async def wait_ready(http, base: str, timeout: float = 15.0) -> None:
+    """Poll a subprocess's /readyz until it answers 200."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            async with http.get(base + "/readyz") as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            pass
+        if loop.time() > deadline:
+            raise AssertionError(f"{base} not ready within {timeout}s")
+        await asyncio.sleep(0.05)

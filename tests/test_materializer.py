@@ -17,7 +17,7 @@ from service.runtime import MaterializerService
 from service.state.book import RoomBook
 from service.state.fold import render
 from tests import streams
-from tests.conftest import wait_until
+from tests.conftest import service_env, wait_until
 
 
 def clean_run(events: list[dict]) -> dict[str, dict]:
@@ -54,29 +54,13 @@ async def wait_for_states(follower: StateFollower, expected: dict[str, dict], ti
         raise AssertionError(f"{len(docs)}/{len(expected)} rooms; {len(wrong)} differ, e.g. {wrong[:3]}: {diff}") from None
 
 
-def _subprocess_env(settings) -> dict[str, str]:
-    return os.environ | {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
-        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
-        "ROOMEVENTS_EVENTS_TOPIC": settings.events_topic,
-        "ROOMEVENTS_STATE_TOPIC": settings.state_topic,
-        "ROOMEVENTS_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
-        "ROOMEVENTS_CONSUMER_GROUP": settings.consumer_group,
-        "ROOMEVENTS_SESSION_TIMEOUT_MS": "6000",
-        "ROOMEVENTS_METRICS_PORT": "0",
-        "ROOMEVENTS_HOST": "127.0.0.1",
-        "ROOMEVENTS_TIMERS": "false",
-        "ROOMEVENTS_LOG_LEVEL": os.environ.get("MATERIALIZER_LOG_LEVEL", "WARNING"), "ROOMEVENTS_LOG_FORMAT": "console",
-    }
-
-
 async def test_sigkill_mid_stream_then_restart_equals_clean_run(settings):
     settings = settings.with_overrides(timers_enabled=False)
     events = streams.interleaved(40, seed=1, extra_events=2)
     expected = clean_run(events)
     follower = await follow(settings)
-    env = _subprocess_env(settings)
+    env = service_env(settings, ROOMEVENTS_METRICS_PORT="0", ROOMEVENTS_TIMERS="false",
+                      ROOMEVENTS_LOG_LEVEL=os.environ.get("MATERIALIZER_LOG_LEVEL", "WARNING"))
     cmd = [sys.executable, "-m", "service.cli", "materializer"]
     first = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=open("/tmp/mat1.log", "w"))
     try:

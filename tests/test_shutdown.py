@@ -3,7 +3,6 @@ and no callback that got a 2xx is missing from the topic."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 
@@ -12,36 +11,21 @@ import aiohttp
 from service.callbacks.signature import compute_signature
 from service.events.record import callback_event_id, decode, format_ms
 from service.kafka.broker import free_port
-from tests.conftest import read_topic, wait_until
+from tests.conftest import read_topic, service_env, wait_ready, wait_until
 
 
 async def test_sigterm_under_load_loses_no_acknowledged_callback(settings):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = os.environ | {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid, "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
-        "ROOMEVENTS_HOST": "127.0.0.1", "ROOMEVENTS_PORT": str(port), "ROOMEVENTS_PUBLIC_URL": base,
-        "ROOMEVENTS_EVENTS_TOPIC": settings.events_topic, "ROOMEVENTS_STATE_TOPIC": settings.state_topic,
-        "ROOMEVENTS_DEAD_LETTER_TOPIC": settings.dead_letter_topic, "ROOMEVENTS_LOG_LEVEL": "WARNING",
-        "ROOMEVENTS_DRAIN_DELAY_S": "1", "ROOMEVENTS_SHUTDOWN_GRACE_S": "10",
-    }
+    env = service_env(settings, ROOMEVENTS_PORT=str(port), ROOMEVENTS_PUBLIC_URL=base,
+                      ROOMEVENTS_DRAIN_DELAY_S="1", ROOMEVENTS_SHUTDOWN_GRACE_S="10")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "service.cli", "ingress", env=env)
     url = base + settings.callback_path
     acknowledged: set[str] = set()
     refused = 0
     try:
         async with aiohttp.ClientSession() as http:
-            async def ready():
-                try:
-                    async with http.get(base + "/readyz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-            for _ in range(300):
-                if await ready():
-                    break
-                await asyncio.sleep(0.05)
+            await wait_ready(http, base)
 
             counter = iter(range(10**9))
 
@@ -92,28 +76,13 @@ async def test_sigterm_under_load_loses_no_acknowledged_callback(settings):
 async def test_ingress_workers_share_the_port_and_stop_cleanly(settings):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = os.environ | {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid, "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
-        "ROOMEVENTS_HOST": "127.0.0.1", "ROOMEVENTS_PORT": str(port), "ROOMEVENTS_PUBLIC_URL": base,
-        "ROOMEVENTS_EVENTS_TOPIC": settings.events_topic, "ROOMEVENTS_STATE_TOPIC": settings.state_topic,
-        "ROOMEVENTS_DEAD_LETTER_TOPIC": settings.dead_letter_topic, "ROOMEVENTS_LOG_LEVEL": "WARNING",
-        "ROOMEVENTS_WORKERS": "2",
-    }
+    env = service_env(settings, ROOMEVENTS_PORT=str(port), ROOMEVENTS_PUBLIC_URL=base,
+                      ROOMEVENTS_WORKERS="2")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "service.cli", "ingress", env=env)
     url = base + settings.callback_path
     try:
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(force_close=True)) as http:
-            async def ready():
-                try:
-                    async with http.get(base + "/readyz") as r:
-                        return r.status == 200
-                except aiohttp.ClientError:
-                    return False
-            for _ in range(300):
-                if await ready():
-                    break
-                await asyncio.sleep(0.05)
+            await wait_ready(http, base)
             statuses = []
             for n in range(40):
                 params = {"RoomSid": f"RM{n:032x}", "StatusCallbackEvent": "room-created",

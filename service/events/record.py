@@ -238,6 +238,17 @@ def encode(record: Mapping[str, Any]) -> bytes:
     return orjson.dumps(record)
 
 
+def _checked(record: dict[str, Any]) -> dict[str, Any]:
+    """What every consumer must refuse to fold: another schema version, or no identity."""
+    version = record.get("schema_version")
+    if version != SCHEMA_VERSION:
+        raise RecordError(f"unknown schema_version {version!r}")
+    for key in ("event_id", "type", "room_sid", "occurred_at_ms"):
+        if record.get(key) in (None, ""):
+            raise RecordError(f"record lacks {key}")
+    return record
+
+
 def decode(raw: bytes) -> dict[str, Any]:
     """Bytes from the topic -> record. Raises RecordError for anything a consumer must not fold."""
     try:
@@ -246,13 +257,7 @@ def decode(raw: bytes) -> dict[str, Any]:
         raise RecordError(f"undecodable record: {exc}") from None
     if not isinstance(record, dict):
         raise RecordError("record is not a JSON object")
-    version = record.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise RecordError(f"unknown schema_version {version!r}")
-    for key in ("event_id", "type", "room_sid", "occurred_at_ms"):
-        if record.get(key) in (None, ""):
-            raise RecordError(f"record lacks {key}")
-    return record
+    return _checked(record)
 
 
 class _FoldFields(TypedDict, total=False):
@@ -284,13 +289,7 @@ def decode_for_fold(raw: bytes) -> dict[str, Any]:
         record = _fold_decoder.decode(raw)
     except msgspec.DecodeError as exc:  # invalid JSON, not an object, or a field of the wrong type
         raise RecordError(f"undecodable record: {exc}") from None
-    version = record.get("schema_version")
-    if version != SCHEMA_VERSION:
-        raise RecordError(f"unknown schema_version {version!r}")
-    for key in ("event_id", "type", "room_sid", "occurred_at_ms"):
-        if record.get(key) in (None, ""):
-            raise RecordError(f"record lacks {key}")
-    return record
+    return _checked(record)
 
 
 # ---------------------------------------------------------------- JSON Schema

@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from service.events import record as records
-from service.state.fold import (RoomState, date_created_ms, fold, mark_failed, order_of, participant_interval,
+from service.state.fold import (RoomState, date_created_ms, fold, mark_failed, order_of, participant_edges,
                                 status, unique_name)
 
 UNIQUE_NAME_TAKEN = "unique-name-taken"
@@ -77,13 +77,7 @@ def _timeout_instant(state: RoomState, config: Mapping[str, Any]) -> int | None:
     if not participants:
         return unused
     empty_for = int(config.get("empty_room_timeout") or 5) * 60_000
-    edges = []
-    for p in participants.values():
-        start, left = participant_interval(p)
-        edges.append((start, 1))
-        if left is not None:
-            edges.append((left, -1))
-    edges.sort()  # leaves before joins at one instant
+    edges = participant_edges(participants)
     if edges[0][0] >= unused:
         return unused  # nobody came in time
     present = 0

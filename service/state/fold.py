@@ -246,16 +246,22 @@ def participant_interval(p: Mapping[str, Any]) -> tuple[int, int | None]:
     return start, left
 
 
-def peak_concurrency(participants: Mapping[str, Mapping[str, Any]]) -> int:
-    """Most participants connected at the same instant, from their connect/disconnect times."""
+def participant_edges(participants: Mapping[str, Mapping[str, Any]]) -> list[tuple[int, int]]:
+    """Joins (+1) and leaves (-1) in time order; at one instant leaves sort before joins."""
     edges = []
     for p in participants.values():
         start, left = participant_interval(p)
         edges.append((start, 1))
         if left is not None:
             edges.append((left, -1))
+    edges.sort()
+    return edges
+
+
+def peak_concurrency(participants: Mapping[str, Mapping[str, Any]]) -> int:
+    """Most participants connected at the same instant, from their connect/disconnect times."""
     peak = current = 0
-    for _, delta in sorted(edges):  # (-1) leaves sort before (+1) joins at one instant
+    for _, delta in participant_edges(participants):
         current += delta
         peak = max(peak, current)
     return peak
