@@ -72,6 +72,7 @@ class _Rebalance(ConsumerRebalanceListener):
                 await self.owner.rebuild(assigned)
             except Exception as exc:
                 log.error("rebuild on assignment failed; the loop will retry", error=repr(exc))
+                self.owner.rebuild_failed = True
                 return
             self.owner.ready = True
 
@@ -87,6 +88,7 @@ class Materializer:
         self.publisher = Publisher(settings, self.metrics, client_id="roomevents-materializer")
         self.consumer: AIOKafkaConsumer | None = None
         self.ready = False
+        self.rebuild_failed = False
         self.batch_lock = asyncio.Lock()
         self.stopping = asyncio.Event()
         self.timers_sent: set[str] = set()
@@ -127,8 +129,8 @@ class Materializer:
                 continue
             async with self.batch_lock:
                 try:
-                    if self._unbuilt():
-                        raise NeedsRebuild(f"partitions without state: {sorted(self._unbuilt())}")
+                    if self.rebuild_failed:
+                        raise NeedsRebuild("the rebuild on assignment failed")
                     if batches:
                         await self.process(batches)
                     await self.maybe_fire_timers()
@@ -138,10 +140,6 @@ class Materializer:
                     await self.recover()
         async with self.batch_lock:
             await self.drain()
-
-    def _unbuilt(self) -> set[int]:
-        """Owned partitions whose state was not rebuilt (a failed rebuild on assignment)."""
-        return {tp.partition for tp in self.consumer.assignment()} - set(self.books)
 
     async def _gather(self) -> dict:
         """One batch: wait for records, then take whatever else is already fetched, within bounds.
@@ -178,8 +176,11 @@ class Materializer:
         folded: Counter[str] = Counter()
         for tp, messages in batches.items():
             book = self.books.get(tp.partition)
-            if book is None:  # revoked while fetched
-                continue
+            if book is None:
+                if tp in self.consumer.assignment():
+                    # Assigned but not rebuilt yet: read these again once it is, never skip them.
+                    self.consumer.seek(tp, messages[0].offset)
+                continue  # or revoked while fetched: the new owner reads them
             for n, message in enumerate(messages, 1):
                 if n % YIELD_EVERY == 0:
                     await asyncio.sleep(0)  # lets the fetcher send its next requests while we fold
@@ -251,6 +252,7 @@ class Materializer:
                 await self.rebuild(assigned)
                 if assigned:
                     await self.consumer.seek_to_committed(*assigned)
+                self.rebuild_failed = False
                 self.ready = True
                 return
             except Exception as exc:  # broker away: keep trying, not ready meanwhile

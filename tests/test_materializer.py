@@ -150,3 +150,42 @@ async def test_poison_records_are_dead_lettered_and_the_stream_goes_on(settings)
     finally:
         await service.stop()
         await follower.stop()
+
+
+async def test_a_failed_rebuild_is_retried_before_anything_is_folded(settings, monkeypatch):
+    """Fault injection (the broker stays real): the first rebuild on assignment raises. Nothing may
+    be folded onto the missing state; the loop rebuilds, seeks back, and the result equals a clean run."""
+    from aiokafka.errors import KafkaConnectionError
+
+    from service.materializer import Materializer
+
+    settings = settings.with_overrides(timers_enabled=False)
+    events = streams.interleaved(20, seed=4)
+    half = len(events) // 2
+    follower = await follow(settings)
+    first = MaterializerService(settings, Metrics(), serve_health=False)
+    await first.start()
+    try:
+        await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, events[:half])
+        await wait_for_states(follower, clean_run(events[:half]))
+    finally:
+        await first.stop()
+
+    original, calls = Materializer.rebuild, []
+
+    async def flaky(self, assigned):
+        calls.append(sorted(tp.partition for tp in assigned))
+        if len(calls) == 1:
+            raise KafkaConnectionError("broker unreachable during rebuild (injected)")
+        return await original(self, assigned)
+
+    monkeypatch.setattr(Materializer, "rebuild", flaky)
+    await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, events[half:])
+    second = MaterializerService(settings, Metrics(), serve_health=False)
+    await second.start()
+    try:
+        await wait_for_states(follower, clean_run(events))
+        assert len(calls) >= 2  # the failed rebuild was retried
+    finally:
+        await second.stop()
+        await follower.stop()
