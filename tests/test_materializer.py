@@ -3,7 +3,6 @@ timers. Final states must equal one clean fold over the same events."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 
@@ -59,10 +58,9 @@ async def test_sigkill_mid_stream_then_restart_equals_clean_run(settings):
     events = streams.interleaved(40, seed=1, extra_events=2)
     expected = clean_run(events)
     follower = await follow(settings)
-    env = service_env(settings, ROOMEVENTS_METRICS_PORT="0", ROOMEVENTS_TIMERS="false",
-                      ROOMEVENTS_LOG_LEVEL=os.environ.get("MATERIALIZER_LOG_LEVEL", "WARNING"))
+    env = service_env(settings, ROOMEVENTS_METRICS_PORT="0", ROOMEVENTS_TIMERS="false")
     cmd = [sys.executable, "-m", "service.cli", "materializer"]
-    first = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=open("/tmp/mat1.log", "w"))
+    first = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.DEVNULL)
     try:
         half = len(events) // 2
         await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, events[:half])
@@ -71,7 +69,7 @@ async def test_sigkill_mid_stream_then_restart_equals_clean_run(settings):
         first.send_signal(signal.SIGKILL)
         await first.wait()
         await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, events[half:])
-        second = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.DEVNULL, stderr=open("/tmp/mat2.log", "w"))
+        second = await asyncio.create_subprocess_exec(*cmd, env=env, stdout=asyncio.subprocess.DEVNULL)
         try:
             await wait_for_states(follower, expected)
         finally:
