@@ -19,6 +19,9 @@ class Metrics:
         self.dead_letters = Counter("roomevents_dead_letters", "Records sent to the dead-letter topic", ["reason"], registry=r)
         self.shed = Counter("roomevents_shed_requests", "Requests refused because too many were in flight", registry=r)
         self.consumer_lag = Gauge("roomevents_consumer_lag", "Records behind the partition end", ["partition"], registry=r)
+        self.conflicting_documents = Counter(
+            "roomevents_conflicting_state_documents",
+            "State documents ignored because a second, partial fold of the same room published them", registry=r)
         self.rooms = Gauge("roomevents_rooms", "Rooms by status", ["status"], registry=r)
 
     def render(self) -> bytes:

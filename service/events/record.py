@@ -118,8 +118,13 @@ def timer_event_id(room_sid: str) -> str:
     return _digest(b"timer", b"room-ended", room_sid.encode())
 
 
-def from_callback(params: Mapping[str, Sequence[str]], received_at_ms: int) -> dict[str, Any]:
-    """A Twilio status callback (already signature-checked) -> room-event record."""
+def from_callback(params: Mapping[str, Sequence[str]], received_at_ms: int, *,
+                  known_name: str | None = None) -> dict[str, Any]:
+    """A Twilio status callback (already signature-checked) -> room-event record.
+
+    `known_name` is the room's unique name as the ingress knows it, used when the callback lacks
+    `RoomName`, so the record gets the same key as the room's other records (one fold per room).
+    `params` keeps what was received."""
     room_sid = _first(params, "RoomSid")
     event_type = _first(params, "StatusCallbackEvent")
     if not room_sid or not event_type:
@@ -136,7 +141,7 @@ def from_callback(params: Mapping[str, Sequence[str]], received_at_ms: int) -> d
         "source": "callback",
         "account_sid": _first(params, "AccountSid"),
         "room_sid": room_sid,
-        "room_name": _first(params, "RoomName") or room_sid,
+        "room_name": _first(params, "RoomName") or known_name or room_sid,
         "occurred_at": format_ms(occurred_ms),
         "occurred_at_ms": occurred_ms,
         "sequence_number": _int_or_none(params, "SequenceNumber"),

@@ -16,6 +16,7 @@ from service.kafka.state_follower import StateFollower
 from service.metrics import Metrics
 from service.rooms.errors import MORE_INFO, TwilioError
 from service.settings import Settings
+from service.state.room_keys import RoomKeyResolver
 
 log = logs.get("roomevents.http")
 
@@ -24,6 +25,7 @@ METRICS = web.AppKey("metrics", Metrics)
 PUBLISHER = web.AppKey("publisher", Publisher)
 FOLLOWER = web.AppKey("follower", StateFollower)
 STATE = web.AppKey("state", dict)
+ROOM_KEYS = web.AppKey("room_keys", RoomKeyResolver)
 ROOM_SID = web.RequestKey("room_sid", str)
 _NOT_COUNTED = frozenset({"/healthz", "/readyz", "/metrics", "/v1/Streams/Rooms"})
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")  # set by handlers, logged by the middleware
@@ -99,6 +101,7 @@ def build_app(settings: Settings, metrics: Metrics, publisher: Publisher, follow
     app[METRICS] = metrics
     app[PUBLISHER] = publisher
     app[FOLLOWER] = follower
+    app[ROOM_KEYS] = RoomKeyResolver(follower.index)
     app[STATE] = {"in_flight": 0, "draining": False}
     health.add_routes(app)
     callbacks.add_routes(app, settings.callback_path)

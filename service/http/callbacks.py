@@ -26,7 +26,7 @@ from service import logs
 from service.callbacks import signature
 from service.callbacks.parse import ALLOWED_METHODS, CallbackParseError, parse_callback, require
 from service.events import cloudevents, record as records
-from service.http.app import ROOM_SID, METRICS, PUBLISHER, SETTINGS, json_response
+from service.http.app import METRICS, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS, json_response
 from service.kafka.producer import PublishError, RecordRejected
 
 log = logs.get("roomevents.callbacks")
@@ -115,10 +115,15 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         log.warning("callback signature rejected", method=method, url=url, algorithm=algorithm,
                     signed=bool(request.headers.get(signature.SIGNATURE_HEADER)))
         return _error(403, "X-Twilio-Signature does not match this request")
-    request[ROOM_SID] = parsed.first("RoomSid")
+    room_sid = parsed.first("RoomSid")
+    request[ROOM_SID] = room_sid
+    room_keys = app[ROOM_KEYS]
+    room_name = parsed.first("RoomName")
     try:
         require(parsed.params, ("RoomSid", "StatusCallbackEvent"))
-        event = records.from_callback(parsed.params, int(time.time() * 1000))
+        # Without RoomName the record is keyed by the name the room is known by: one fold per room.
+        known_name = None if room_name else room_keys.name_of(room_sid)
+        event = records.from_callback(parsed.params, int(time.time() * 1000), known_name=known_name)
     except (CallbackParseError, records.RecordError) as exc:
         metrics.callbacks.labels(label, "400").inc()
         return _error(400, getattr(exc, "message", str(exc)))
@@ -137,6 +142,11 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         log.warning("callback not published", room_sid=event["room_sid"], event_type=event["type"],
                     event_id=event["event_id"], error=str(exc))
         return _error(503, "Event store unavailable; retry shortly", {"Retry-After": str(RETRY_AFTER_S)})
+    if room_name:
+        room_keys.learn(room_sid, room_name)
+    elif known_name is None:
+        log.info("callback without RoomName for a room unknown here; keyed by its SID",
+                 room_sid=room_sid, event_type=event["type"])
     metrics.callbacks.labels(label, "204").inc()
     metrics.records.labels(label).inc()
     log.debug("callback published", room_sid=event["room_sid"], event_type=event["type"],

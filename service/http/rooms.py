@@ -46,7 +46,7 @@ import orjson
 from aiohttp import web
 
 from service.events import cloudevents, record as records
-from service.http.app import ROOM_SID, FOLLOWER, PUBLISHER, SETTINGS, json_response
+from service.http.app import FOLLOWER, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS, json_response
 from service.http.auth import check_basic
 from service.rooms import params as room_params
 from service.rooms.errors import TwilioError, not_found
@@ -151,6 +151,7 @@ async def create_room(request: web.Request) -> web.Response:
     now_ms = int(time.time() * 1000)
     config = params.to_dict() | {"account_sid": settings.twilio_account_sid, "sid": sid}
     event = records.room_created(settings.twilio_account_sid, sid, config, now_ms, raw)
+    request.app[ROOM_KEYS].learn(sid, params.unique_name)
     await request.app[PUBLISHER].publish(settings.events_topic, records.partition_key(event),
                                          records.encode(event), cloudevents.event_headers(event))
     # The materializer owning the name's partition decides; its document also gives read-your-writes.

@@ -86,7 +86,12 @@ class StateFollower:
                     # Where this document sits on the state topic: SSE clients resume from it.
                     doc["_partition"] = tp.partition
                     doc["_offset"] = message.offset
-                    self.index.put(doc)
+                    if not self.index.put(doc):
+                        self.metrics.conflicting_documents.inc()
+                        log.error("state document of a second, partial fold ignored: the room's records "
+                                  "were keyed by more than one name", room_sid=doc["sid"],
+                                  partition=tp.partition, offset=message.offset,
+                                  unique_name=doc.get("unique_name"))
                     self.positions[tp.partition] = message.offset + 1
             if not self.caught_up.is_set() and all(
                     self.positions.get(p, 0) >= end for p, end in self._catch_up_targets.items()):

@@ -15,10 +15,15 @@ class RoomIndex:
         self.in_progress: dict[str, set[str]] = {}
         self.listeners: list[Callable[[Doc], None]] = []
 
-    def put(self, doc: Doc) -> None:
+    def put(self, doc: Doc) -> bool:
+        """Take a room's newer document. Returns False (and keeps the held one) for a document of a
+        second, partial fold of the room that knows less about it (see `_names_less`)."""
         sid = doc["sid"]
         # One room's documents share a state-topic partition and the fold only adds information,
         # so the latest document read is the newest state.
+        held = self.docs.get(sid)
+        if held is not None and _names_less(doc, held):
+            return False
         self.docs[sid] = doc
         name = doc.get("unique_name") or sid
         if doc.get("status") == "in-progress":
@@ -29,6 +34,7 @@ class RoomIndex:
                 del self.in_progress[name]
         for listener in list(self.listeners):
             listener(doc)
+        return True
 
     def get(self, sid_or_name: str) -> Doc | None:
         return self.docs.get(sid_or_name) or self.in_progress_with_name(sid_or_name)
@@ -53,6 +59,20 @@ class RoomIndex:
             out = (d for d in out if (d.get("date_created_ms") or 0) <= created_before_ms)
         return sorted(out, key=lambda d: (-(d.get("date_created_ms") or 0), d["sid"]))
 
+
+
+def _named(doc: Mapping[str, Any]) -> bool:
+    return doc.get("created_via") == "api" or (doc.get("unique_name") or doc["sid"]) != doc["sid"]
+
+
+def _names_less(new: Mapping[str, Any], held: Mapping[str, Any]) -> bool:
+    """True when `new` comes from a fold that never learned the room's name while `held` did.
+
+    One fold's documents only gain names (a configuration or a RoomName never goes away), so this
+    holds only between two folds of one SID: records of a room keyed by different names (a callback
+    without RoomName for a room the ingress did not know). The named fold is the room's real one.
+    """
+    return _named(held) and not _named(new)
 
 
 def _created(doc: Mapping[str, Any]) -> tuple:
