@@ -14,7 +14,8 @@ from aiohttp import web
 
 from service import logs
 from service.http import health
-from service.http.app import METRICS, STATE, build_app
+from service.http.app import build_app
+from service.http.keys import METRICS, READINESS, SERVER_LOAD, ServerLoad
 from service.kafka.producer import Publisher
 from service.kafka.state_follower import StateFollower
 from service.materializer import Materializer
@@ -39,7 +40,7 @@ class IngressServer:
         self.publisher = Publisher(settings, self.metrics, client_id="roomevents-ingress")
         self.follower = StateFollower(settings, self.metrics)
         self.app = build_app(settings, self.metrics, self.publisher, self.follower)
-        self.app[health.READINESS] = self.readiness
+        self.app[READINESS] = self.readiness
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
 
@@ -74,7 +75,7 @@ class IngressServer:
 
     async def stop(self) -> None:
         """Drain: not ready, stop accepting, finish in-flight requests, flush, close."""
-        self.app[STATE]["draining"] = True
+        self.app[SERVER_LOAD].draining = True
         if self.settings.drain_delay_s:
             log.info("draining: not ready, still serving", seconds=self.settings.drain_delay_s)
             await asyncio.sleep(self.settings.drain_delay_s)
@@ -106,9 +107,9 @@ class MaterializerService:
         self.task = asyncio.create_task(self.materializer.run(), name="materializer")
         if self.serve_health:
             app = web.Application()
-            app[STATE] = {"draining": False, "in_flight": 0}
+            app[SERVER_LOAD] = ServerLoad()
             app[METRICS] = self.metrics
-            app[health.READINESS] = self.readiness
+            app[READINESS] = self.readiness
             health.add_routes(app)
             self.runner = web.AppRunner(app, access_log=None)
             await self.runner.setup()

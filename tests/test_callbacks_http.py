@@ -447,8 +447,8 @@ async def test_overload_is_shed_with_503_and_retry_after(settings):
             held.append((reader, writer))
 
         async def in_flight() -> int:
-            from service.http.app import STATE
-            return server.app[STATE]["in_flight"]
+            from service.http.keys import SERVER_LOAD
+            return server.app[SERVER_LOAD].in_flight
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 10

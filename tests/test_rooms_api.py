@@ -434,7 +434,7 @@ async def test_participants_from_signed_callbacks(system):
 # ---------------------------------------------------------------- auth and logs
 
 async def test_auth_is_required_everywhere(system, monkeypatch):
-    import service.http.app as app_module
+    import service.http.middleware as app_module
 
     logged = []
 

@@ -1,10 +1,17 @@
-"""HTTP Basic auth against the configured account SID and auth token (constant-time)."""
+"""HTTP Basic auth against the configured account SID and auth token (constant-time).
+
+`check_basic` is the check; `requires_basic_auth` applies it to a route group's handlers."""
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hmac
+from typing import Awaitable, Callable
 
+from aiohttp import web
+
+from service.http.keys import SETTINGS
 from service.rooms.errors import unauthorized
 
 
@@ -22,3 +29,16 @@ def check_basic(header: str | None, account_sid: str, tokens: tuple[str, ...]) -
         token_ok |= hmac.compare_digest(password.encode(), token.encode())
     if not (user_ok and token_ok):
         raise unauthorized()
+
+
+def requires_basic_auth(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+                        ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """Wrap a route's handler: the account's Basic credentials first, 401 20003 otherwise."""
+
+    @functools.wraps(handler)
+    async def authorized(request: web.Request) -> web.StreamResponse:
+        settings = request.app[SETTINGS]
+        check_basic(request.headers.get("Authorization"), settings.twilio_account_sid, settings.auth_tokens)
+        return await handler(request)
+
+    return authorized

@@ -4,7 +4,7 @@ One route (ROOMEVENTS_CALLBACK_PATH, default /v1/Callbacks/Rooms) for every meth
 POST, PATCH, PUT and DELETE are callbacks, anything else is 405 with `Allow`. In order:
 
 1. body over ROOMEVENTS_MAX_BODY_BYTES -> 413; undecodable query/body -> 400; other media -> 415;
-2. X-Twilio-Signature over the public URL (see `public_url`), the raw query as received and, for
+2. X-Twilio-Signature over the public URL (see service/http/urls.py), the raw query as received and, for
    form bodies, the sorted form params (JSON bodies: `bodySHA256`) -> 403 when it does not match
    the primary or the secondary auth token (HMAC-SHA1, or HMAC-SHA256 when
    X-Twilio-Webhooks-Signature-Settings says so);
@@ -17,7 +17,6 @@ Nothing is published for a request answered 4xx.
 """
 from __future__ import annotations
 
-import re
 import time
 
 from aiohttp import web
@@ -26,7 +25,9 @@ from service import logs
 from service.callbacks import signature
 from service.callbacks.parse import ALLOWED_METHODS, CallbackParseError, parse_callback, require
 from service.events import cloudevents, record as records
-from service.http.app import METRICS, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS, json_response
+from service.http.keys import METRICS, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS
+from service.http.responses import json_response
+from service.http.urls import request_url
 from service.kafka.producer import PublishError, RecordRejected
 
 log = logs.get("roomevents.callbacks")
@@ -34,7 +35,6 @@ ALLOW = ", ".join(sorted(ALLOWED_METHODS))
 RETRY_AFTER_S = 1
 _VERIFIER = web.AppKey("verifier", signature.SignatureVerifier)
 _KNOWN_EVENTS = frozenset(records.ROOM_EVENTS)
-_HAS_PORT = re.compile(r"(?::\d*)$")
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> web.Response:
@@ -47,36 +47,6 @@ def _event_label(name: str | None) -> str:
     if not name:
         return "unknown"
     return name if name in _KNOWN_EVENTS else "other"
-
-
-def _first_value(header: str | None) -> str | None:
-    """First element of a comma-separated (proxy-chained) header, stripped; None when empty."""
-    if not header:
-        return None
-    value = header.split(",")[0].strip()
-    return value or None
-
-
-def public_url(request: web.Request) -> str:
-    """The URL Twilio requested and signed, with the path and the raw query exactly as received.
-
-    ROOMEVENTS_PUBLIC_URL wins when set (its scheme, host, port and any path prefix). Otherwise,
-    when ROOMEVENTS_TRUST_FORWARDED is on, X-Forwarded-Proto / -Host / -Port (first value of each,
-    as set by the proxy nearest the client) override the request's own scheme and Host. Otherwise
-    the request's own scheme and Host header. Default-port and port-less forms are tried by the
-    signature check, so `https://h` and `https://h:443` both match.
-    """
-    settings = request.app[SETTINGS]
-    if settings.public_url:
-        return settings.public_url.rstrip("/") + request.raw_path
-    scheme, host = request.scheme, request.host
-    if settings.trust_forwarded_headers:
-        scheme = (_first_value(request.headers.get("X-Forwarded-Proto")) or scheme).lower()
-        host = _first_value(request.headers.get("X-Forwarded-Host")) or host
-        port = _first_value(request.headers.get("X-Forwarded-Port"))
-        if port and port.isdigit() and not _HAS_PORT.search(host.rpartition("]")[2]):
-            host = f"{host}:{port}"
-    return f"{scheme}://{host}{request.raw_path}"
 
 
 async def handle_callback(request: web.Request) -> web.StreamResponse:
@@ -103,7 +73,7 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         metrics.callbacks.labels("unknown", str(exc.status)).inc()
         return _error(exc.status, exc.message, {"Allow": ALLOW} if exc.status == 405 else None)
 
-    url = public_url(request)
+    url = request_url(request)
     algorithm = signature.signature_algorithm(request.headers.get(signature.SIGNATURE_SETTINGS_HEADER))
     ok = app[_VERIFIER].verify(url, None if parsed.json_body else parsed.body_params,
                                request.headers.get(signature.SIGNATURE_HEADER), algorithm,

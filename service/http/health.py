@@ -1,15 +1,11 @@
 """Health, readiness and Prometheus metrics. Not behind auth; nothing secret in them."""
 from __future__ import annotations
 
-from typing import Awaitable, Callable
-
 from aiohttp import web
 
-from service.http.app import METRICS, STATE, json_response
-
+from service.http.keys import METRICS, READINESS, SERVER_LOAD
+from service.http.responses import json_response
 from service.metrics import CONTENT_TYPE
-
-READINESS = web.AppKey("readiness", object)
 
 
 async def healthz(request: web.Request) -> web.Response:
@@ -17,8 +13,8 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    check: Callable[[], Awaitable[dict]] = request.app[READINESS]
-    if request.app[STATE]["draining"]:
+    check = request.app[READINESS]
+    if request.app[SERVER_LOAD].draining:
         return json_response({"ready": False, "reason": "shutting down"}, status=503)
     report = await check()
     return json_response(report, status=200 if report.get("ready") else 503)

@@ -12,8 +12,8 @@ from importlib import resources
 
 from aiohttp import web
 
-from service.http.app import json_response
-from service.http.rooms import base_url
+from service.http.responses import json_response
+from service.http.urls import external_base
 
 DOCUMENT = "roomevents.json"
 
@@ -26,7 +26,7 @@ def document() -> dict:
 
 async def openapi_json(request: web.Request) -> web.Response:
     doc = copy.copy(document())
-    doc["servers"] = [{"url": base_url(request), "description": "this roomevents instance"}]
+    doc["servers"] = [{"url": external_base(request), "description": "this roomevents instance"}]
     return json_response(doc)
 
 

@@ -35,10 +35,8 @@ Twilio leaves room or where this service differs (also in the OpenAPI document, 
 """
 from __future__ import annotations
 
-import re
 import time
 import uuid
-from datetime import datetime, timezone
 from typing import Any, Mapping
 from urllib.parse import parse_qsl
 
@@ -46,38 +44,23 @@ import orjson
 from aiohttp import web
 
 from service.events import cloudevents, record as records
-from service.http.app import FOLLOWER, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS, json_response
-from service.http.auth import check_basic
+from service.http.auth import requires_basic_auth
+from service.http.keys import FOLLOWER, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS
+from service.http.responses import json_response
+from service.http.urls import external_base
 from service.rooms import params as room_params
 from service.rooms.errors import TwilioError, not_found
+from service.rooms.query import (enum_query, in_range, paging, parse_date_ms, participant_key, query_filters,
+                                 room_key)
 from service.rooms.resource import decode_token, page_meta, participant_resource, room_resource, window
 from service.state.book import UNIQUE_NAME_TAKEN
 
-MAX_PAGE_SIZE = 1000
-DEFAULT_PAGE_SIZE = 50
 ROOM_STATUSES = ("in-progress", "completed", "failed")
 PARTICIPANT_STATUSES = ("connected", "disconnected")
 DEFAULT_LIST_STATUS = "in-progress"
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
-
-
-def _authorize(request: web.Request) -> None:
-    settings = request.app[SETTINGS]
-    check_basic(request.headers.get("Authorization"), settings.twilio_account_sid, settings.auth_tokens)
-
-
-def base_url(request: web.Request) -> str:
-    """The absolute base URL for resource URLs and list links (see the module docstring)."""
-    settings = request.app[SETTINGS]
-    if settings.public_url:
-        return settings.public_url.rstrip("/")
-    scheme, host = request.scheme, request.host
-    if settings.trust_forwarded_headers:
-        scheme = request.headers.get("X-Forwarded-Proto", scheme).split(",")[0].strip() or scheme
-        host = request.headers.get("X-Forwarded-Host", host).split(",")[0].strip() or host
-    return f"{scheme}://{host}"
 
 
 def visible(doc: Mapping[str, Any] | None) -> bool:
@@ -131,14 +114,14 @@ def _conflict(name: str) -> TwilioError:
 
 # ---------------------------------------------------------------- rooms
 
+@requires_basic_auth
 async def create_room(request: web.Request) -> web.Response:
-    _authorize(request)
     settings = request.app[SETTINGS]
     follower = request.app[FOLLOWER]
     form, doc = await _parameters(request)
     if doc is not None:
         params = room_params.parse_create_json(doc)
-        raw = {k: [v if isinstance(v, str) else orjson.dumps(v).decode()] for k, v in doc.items()}
+        raw = room_params.form_from_json(doc)
     else:
         params = room_params.parse_create_form(form)
         raw = form
@@ -161,7 +144,7 @@ async def create_room(request: web.Request) -> web.Response:
         raise TwilioError(20503, "Room creation accepted but not yet confirmed; retry the fetch shortly", 503) from None
     if not visible(room):
         raise _conflict(room["unique_name"])
-    return json_response(room_resource(room, base_url(request)), status=201)
+    return json_response(room_resource(room, external_base(request)), status=201)
 
 
 def _room_or_404(request: web.Request, key: str | None = None) -> dict:
@@ -173,17 +156,16 @@ def _room_or_404(request: web.Request, key: str | None = None) -> dict:
     return doc
 
 
+@requires_basic_auth
 async def fetch_room(request: web.Request) -> web.Response:
-    _authorize(request)
-    return json_response(room_resource(_room_or_404(request), base_url(request)))
+    return json_response(room_resource(_room_or_404(request), external_base(request)))
 
 
+@requires_basic_auth
 async def update_room(request: web.Request) -> web.Response:
-    _authorize(request)
     settings = request.app[SETTINGS]
     form, doc = await _parameters(request)
-    raw = form if doc is None else {k: [v if isinstance(v, str) else orjson.dumps(v).decode()]
-                                    for k, v in doc.items() if v is not None}
+    raw = form if doc is None else room_params.form_from_json(doc)
     room_params.parse_update_status(raw)
     room = _room_or_404(request)
     if room["status"] != "in-progress":
@@ -197,114 +179,42 @@ async def update_room(request: web.Request) -> web.Response:
                                                     settings.create_timeout_ms / 1000)
     except TimeoutError:
         raise TwilioError(20503, "Room completion accepted but not yet confirmed; retry the fetch shortly", 503) from None
-    return json_response(room_resource(room, base_url(request)), status=202)
-
-
-# ---------------------------------------------------------------- query parameters
-
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
-# "+hh:mm" sent unencoded in a query string arrives as " hh:mm".
-_SPACE_OFFSET = re.compile(r"^(.*T[\d:.]+) (\d\d:?\d\d)$")
-
-
-def parse_date_ms(name: str, value: str | None) -> int | None:
-    """``YYYY-MM-DD`` (midnight UTC) or an ISO 8601 date-time (UTC unless it says otherwise)."""
-    if value is None or value == "":
-        return None
-    text = value.strip()
-    try:
-        if _DATE_ONLY.match(text):
-            day = datetime.strptime(text, "%Y-%m-%d").replace(tzinfo=timezone.utc)
-            return int(day.timestamp() * 1000)
-        spaced = _SPACE_OFFSET.match(text)
-        if spaced:
-            text = f"{spaced.group(1)}+{spaced.group(2)}"
-        return records.parse_timestamp_ms(text)
-    except (ValueError, records.RecordError, OverflowError):
-        raise TwilioError(20001, f"Invalid {name}: {value[:64]!r} is not a date (YYYY-MM-DD) or an "
-                                 "ISO 8601 date-time", 400) from None
-
-
-def _in_range(ms: int | None, after_ms: int | None, before_ms: int | None) -> bool:
-    """[after, before) at the second precision of the resource's dates."""
-    if after_ms is None and before_ms is None:
-        return True
-    if ms is None:
-        return False
-    seconds = ms // 1000 * 1000
-    return (after_ms is None or seconds >= after_ms) and (before_ms is None or seconds < before_ms)
-
-
-def _int_query(name: str, value: str | None, default: int, lo: int, hi: int | None = None) -> int:
-    if value is None or value == "":
-        return default
-    if not re.fullmatch(r"\+?\d{1,9}", value.strip()):
-        raise TwilioError(20001, f"Invalid {name}: {value[:64]!r} is not a non-negative integer", 400)
-    number = int(value)
-    if number < lo:
-        raise TwilioError(20001, f"Invalid {name}: {number} is less than {lo}", 400)
-    return min(number, hi) if hi is not None else number
-
-
-def _enum_query(name: str, value: str | None, allowed: tuple[str, ...]) -> str | None:
-    if value is None or value == "":
-        return None
-    if value not in allowed:
-        raise TwilioError(20001, f"Invalid {name}: {value[:64]!r} is not one of {', '.join(allowed)}", 400)
-    return value
-
-
-def _paging(q: Mapping[str, str]) -> tuple[int, int]:
-    page_size = _int_query("PageSize", q.get("PageSize"), DEFAULT_PAGE_SIZE, 1, MAX_PAGE_SIZE)
-    page = _int_query("Page", q.get("Page"), 0, 0)
-    return page, page_size
-
-
-def _filters(q: Mapping[str, str], names: tuple[str, ...]) -> list[tuple[str, str]]:
-    return [(k, q[k]) for k in names if q.get(k)]
-
-
-def _room_key(doc: Mapping[str, Any]) -> tuple:
-    return (-(doc.get("date_created_ms") or 0), doc["sid"])
-
-
-def _participant_key(p: Mapping[str, Any]) -> tuple:
-    return (p.get("start_time") or "", p["sid"])
+    return json_response(room_resource(room, external_base(request)), status=202)
 
 
 # ---------------------------------------------------------------- lists
 
+@requires_basic_auth
 async def list_rooms(request: web.Request) -> web.Response:
-    _authorize(request)
     q = request.query
-    status = _enum_query("Status", q.get("Status"), ROOM_STATUSES) or DEFAULT_LIST_STATUS
+    status = enum_query("Status", q.get("Status"), ROOM_STATUSES) or DEFAULT_LIST_STATUS
     unique_name = q.get("UniqueName") or None
     after_ms = parse_date_ms("DateCreatedAfter", q.get("DateCreatedAfter"))
     before_ms = parse_date_ms("DateCreatedBefore", q.get("DateCreatedBefore"))
-    page, page_size = _paging(q)
+    page, page_size = paging(q)
     page_token = q.get("PageToken") or None
     token = decode_token(page_token, (int, str)) if page_token else None
 
     rooms = [d for d in request.app[FOLLOWER].index.query(status=status, unique_name=unique_name)
-             if visible(d) and _in_range(d.get("date_created_ms"), after_ms, before_ms)]
-    rooms.sort(key=_room_key)
-    win = window(rooms, _room_key, page_size, offset=page * page_size, token=token)
-    base = base_url(request)
-    filters = _filters(q, ("Status", "UniqueName", "DateCreatedAfter", "DateCreatedBefore"))
-    meta = page_meta(f"{base}/v1/Rooms", "rooms", filters, page, page_size, page_token, win, _room_key)
+             if visible(d) and in_range(d.get("date_created_ms"), after_ms, before_ms)]
+    rooms.sort(key=room_key)
+    win = window(rooms, room_key, page_size, offset=page * page_size, token=token)
+    base = external_base(request)
+    filters = query_filters(q, ("Status", "UniqueName", "DateCreatedAfter", "DateCreatedBefore"))
+    meta = page_meta(f"{base}/v1/Rooms", "rooms", filters, page, page_size, page_token, win, room_key)
     return json_response({"rooms": [room_resource(d, base) for d in win.items], "meta": meta})
 
 
+@requires_basic_auth
 async def list_participants(request: web.Request) -> web.Response:
-    _authorize(request)
     doc = _room_or_404(request)
     q = request.query
-    status = _enum_query("Status", q.get("Status"), PARTICIPANT_STATUSES) or (
+    status = enum_query("Status", q.get("Status"), PARTICIPANT_STATUSES) or (
         "connected" if doc["status"] == "in-progress" else "disconnected")
     identity = q.get("Identity") or None
     after_ms = parse_date_ms("DateCreatedAfter", q.get("DateCreatedAfter"))
     before_ms = parse_date_ms("DateCreatedBefore", q.get("DateCreatedBefore"))
-    page, page_size = _paging(q)
+    page, page_size = paging(q)
     page_token = q.get("PageToken") or None
     token = decode_token(page_token, (str, str)) if page_token else None
 
@@ -313,18 +223,18 @@ async def list_participants(request: web.Request) -> web.Response:
 
     participants = sorted((p for p in doc.get("participants", [])
                            if p["status"] == status and (identity is None or p["identity"] == identity)
-                           and _in_range(start_ms(p), after_ms, before_ms)), key=_participant_key)
-    win = window(participants, _participant_key, page_size, offset=page * page_size, token=token)
-    base = base_url(request)
-    filters = _filters(q, ("Status", "Identity", "DateCreatedAfter", "DateCreatedBefore"))
+                           and in_range(start_ms(p), after_ms, before_ms)), key=participant_key)
+    win = window(participants, participant_key, page_size, offset=page * page_size, token=token)
+    base = external_base(request)
+    filters = query_filters(q, ("Status", "Identity", "DateCreatedAfter", "DateCreatedBefore"))
     # Links address the room by SID: a unique name stops resolving once the room completes.
     meta = page_meta(f"{base}/v1/Rooms/{doc['sid']}/Participants", "participants", filters, page, page_size,
-                     page_token, win, _participant_key)
+                     page_token, win, participant_key)
     return json_response({"participants": [participant_resource(doc, p, base) for p in win.items], "meta": meta})
 
 
+@requires_basic_auth
 async def fetch_participant(request: web.Request) -> web.Response:
-    _authorize(request)
     doc = _room_or_404(request)
     key = request.match_info["participant_sid"]
     participants = doc.get("participants", [])
@@ -332,12 +242,12 @@ async def fetch_participant(request: web.Request) -> web.Response:
         (p for p in participants if p["identity"] == key and p["status"] == "connected"), None)
     if found is None:
         raise not_found(f"/Rooms/{doc['sid']}/Participants/{key}")
-    return json_response(participant_resource(doc, found, base_url(request)))
+    return json_response(participant_resource(doc, found, external_base(request)))
 
 
+@requires_basic_auth
 async def not_served(request: web.Request) -> web.Response:
     """Twilio's JSON 404 for room sub-resources not served here (Recordings, RecordingRules...)."""
-    _authorize(request)
     raise not_found(request.path.removeprefix("/v1"))
 
 

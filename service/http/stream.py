@@ -13,8 +13,8 @@ import orjson
 from aiohttp import web
 
 from service import logs
-from service.http.app import FOLLOWER, SETTINGS, STATE
-from service.http.auth import check_basic
+from service.http.auth import requires_basic_auth
+from service.http.keys import FOLLOWER, SERVER_LOAD
 
 log = logs.get("roomevents.stream")
 QUEUE_LIMIT = 10000
@@ -39,9 +39,8 @@ def _public(doc: dict) -> dict:
     return {k: v for k, v in doc.items() if not k.startswith("_")}
 
 
+@requires_basic_auth
 async def stream_rooms(request: web.Request) -> web.StreamResponse:
-    settings = request.app[SETTINGS]
-    check_basic(request.headers.get("Authorization"), settings.twilio_account_sid, settings.auth_tokens)
     follower = request.app[FOLLOWER]
     await follower.caught_up.wait()
 
@@ -75,7 +74,7 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
             await response.write(_event("room", _public(doc), None))
         await response.write(_event(kind + "-complete", {"rooms": len(backlog)}, _encode_position(position)))
         idle = 0.0
-        while not overflow.is_set() and not request.app[STATE]["draining"]:
+        while not overflow.is_set() and not request.app[SERVER_LOAD].draining:
             try:
                 doc = await asyncio.wait_for(queue.get(), POLL_S)
             except TimeoutError:

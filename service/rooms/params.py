@@ -87,6 +87,8 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 from urllib.parse import unquote, urlsplit
 
+import orjson
+
 from .errors import TwilioError
 
 __all__ = [
@@ -664,3 +666,10 @@ def _check_rule(index: int, rule: Any) -> None:
             raise _error(E_RECORDING_RULES, f"{where}: \"{name}\" must be a non-empty string")
     if "kind" in rule and rule["kind"] not in RECORDING_RULE_KINDS:
         raise _error(E_RECORDING_RULES, f"{where}: \"kind\" must be audio, video or data")
+
+
+def form_from_json(doc: Mapping[str, Any]) -> dict[str, list[str]]:
+    """A JSON request body as form parameters (what the event record keeps as `params`): strings
+    as they are, other values as their JSON text, and `null` as a parameter not given."""
+    return {key: [value if isinstance(value, str) else orjson.dumps(value).decode()]
+            for key, value in doc.items() if value is not None}
