@@ -38,6 +38,8 @@ class Settings:
     public_url: str = ""
     events_topic: str = "room-events"
     state_topic: str = "room-state"
+    # Compacted, co-partitioned with the events topic: each held room's fold state, for restores.
+    changelog_topic: str = "room-changelog"
     dead_letter_topic: str = "room-events-dlq"
     consumer_group: str = "roomevents-materializer"
     callback_path: str = "/v1/Callbacks/Rooms"
@@ -65,6 +67,8 @@ class Settings:
     # On SIGTERM, how long /readyz reports not-ready while requests are still served, so load
     # balancers stop sending before the listener closes (Kubernetes: or a preStop sleep).
     drain_delay_s: float = 0.0
+    # Completed and failed rooms leave the hot state this long (in event time) after they ended.
+    retain_ended_ms: int = 72 * 3600 * 1000
 
     def with_overrides(self, **changes) -> "Settings":
         return replace(self, **changes)
@@ -100,6 +104,24 @@ def _int(env: Mapping[str, str], name: str, default: int, lo: int, hi: int) -> i
 
 def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: float) -> float:
     return _number(env, name, default, lo, hi, float, "a number")
+
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def _duration_ms(env: Mapping[str, str], name: str, default_ms: int, lo_ms: int) -> int:
+    """`72h`, `30m`, `90s`, `250ms`, `3d`, or a number of seconds."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default_ms
+    match = _DURATION.match(raw)
+    if not match:
+        raise SettingsError(f"{name}={raw!r} is not a duration (e.g. 72h, 30m, 90s, 250ms)")
+    value = int(float(match.group(1)) * _DURATION_MS[match.group(2) or "s"])
+    if value < lo_ms:
+        raise SettingsError(f"{name}={raw!r} is shorter than {lo_ms} ms")
+    return value
 
 
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
@@ -176,6 +198,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials
         public_url=public_url,
         events_topic=_topic(env, "ROOMEVENTS_EVENTS_TOPIC", "room-events"),
         state_topic=_topic(env, "ROOMEVENTS_STATE_TOPIC", "room-state"),
+        changelog_topic=_topic(env, "ROOMEVENTS_CHANGELOG_TOPIC", "room-changelog"),
         dead_letter_topic=_topic(env, "ROOMEVENTS_DEAD_LETTER_TOPIC", "room-events-dlq"),
         consumer_group=env.get("ROOMEVENTS_CONSUMER_GROUP") or "roomevents-materializer",
         callback_path=callback_path,
@@ -195,4 +218,5 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials
         session_timeout_ms=_int(env, "ROOMEVENTS_SESSION_TIMEOUT_MS", 10000, 1000, 300000),
         shutdown_grace_s=_float(env, "ROOMEVENTS_SHUTDOWN_GRACE_S", 10.0, 0, 600),
         drain_delay_s=_float(env, "ROOMEVENTS_DRAIN_DELAY_S", 0.0, 0, 600),
+        retain_ended_ms=_duration_ms(env, "ROOMEVENTS_RETAIN_ENDED", 72 * 3600 * 1000, 1),
     )

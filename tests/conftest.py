@@ -47,6 +47,7 @@ def make_settings(bootstrap: str, **overrides) -> settings_module.Settings:
         metrics_port=0,
         events_topic=f"test-events-{suffix}",
         state_topic=f"test-state-{suffix}",
+        changelog_topic=f"test-changelog-{suffix}",
         dead_letter_topic=f"test-dlq-{suffix}",
         consumer_group=f"test-materializer-{suffix}",
         topic_partitions=3,

@@ -104,7 +104,7 @@ def _doc(sid: str, name: str, via: str, status: str) -> dict:
 def test_a_nameless_folds_document_never_replaces_the_named_one():
     index = RoomIndex()
     assert index.put(_doc("RM1", "demo", "api", "in-progress"))
-    assert not index.put(_doc("RM1", "RM1", "callback", "completed"))
+    assert index.put(_doc("RM1", "RM1", "callback", "completed")) is False
     assert index.get("RM1")["unique_name"] == "demo" and index.get("demo")["sid"] == "RM1"
     # The named fold's own newer document is taken, and a nameless room is updated as usual.
     assert index.put(_doc("RM1", "demo", "api", "completed"))

@@ -195,14 +195,17 @@ async def list_rooms(request: web.Request) -> web.Response:
     page_token = q.get("PageToken") or None
     token = decode_token(page_token, (int, str)) if page_token else None
 
-    rooms = [d for d in request.app[FOLLOWER].index.query(status=status, unique_name=unique_name)
-             if visible(d) and in_range(d.get("date_created_ms"), after_ms, before_ms)]
+    index = request.app[FOLLOWER].index
+    summaries = [s for s in index.query(status=status, unique_name=unique_name)
+                 if s.failure_reason != UNIQUE_NAME_TAKEN and in_range(s.date_created_ms, after_ms, before_ms)]
+    rooms = [{"sid": s.sid, "date_created_ms": s.date_created_ms} for s in summaries]
     rooms.sort(key=room_key)
     win = window(rooms, room_key, page_size, offset=page * page_size, token=token)
     base = external_base(request)
     filters = query_filters(q, ("Status", "UniqueName", "DateCreatedAfter", "DateCreatedBefore"))
     meta = page_meta(f"{base}/v1/Rooms", "rooms", filters, page, page_size, page_token, win, room_key)
-    return json_response({"rooms": [room_resource(d, base) for d in win.items], "meta": meta})
+    served = (index.docs.get(d["sid"]) for d in win.items)  # decoded only for the page served
+    return json_response({"rooms": [room_resource(d, base) for d in served if d is not None], "meta": meta})
 
 
 @requires_basic_auth

@@ -1,6 +1,7 @@
 """GET /v1/Streams/Rooms: Server-Sent Events of room-state changes, for dashboards.
 
-A new client gets a snapshot of the in-progress rooms, then every change. Each event's id is the
+A new client gets a snapshot of the in-progress rooms, then every change (`room`), and
+`room-retired` with the SID when a room leaves the hot state. Each event's id is the
 stream position (the next state-topic offset of every partition); a client that reconnects with
 `Last-Event-ID` gets every room whose document changed after that position, then live changes:
 no change is lost, though several changes of one room while away arrive as its latest document.
@@ -60,18 +61,20 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
     try:
         resume = _decode_position(request.headers.get("Last-Event-ID", ""))
         position = dict(follower.positions)
-        docs = list(follower.index.docs.values())
+        rooms = follower.index.docs
         if resume is None:
-            backlog = [d for d in docs if d.get("status") == "in-progress"]
+            backlog = [s for s in rooms.summaries() if s.status == "in-progress"]
             kind = "snapshot"
         else:
-            backlog = [d for d in docs if d.get("_offset", -1) >= resume.get(d.get("_partition"), 0)]
+            backlog = [s for s in rooms.summaries() if s.offset >= resume.get(s.partition, 0)]
             kind = "resume"
-        backlog.sort(key=lambda d: (d.get("_partition", 0), d.get("_offset", 0)))
+        backlog.sort(key=lambda s: (s.partition, s.offset))
         # Backlog events carry no id: a client cut off mid-backlog resumes from where it was, not
         # from the end of a backlog it never finished reading.
-        for doc in backlog:
-            await response.write(_event("room", _public(doc), None))
+        for summary in backlog:
+            doc = rooms.get(summary.sid)
+            if doc is not None:
+                await response.write(_event("room", _public(doc), None))
         await response.write(_event(kind + "-complete", {"rooms": len(backlog)}, _encode_position(position)))
         idle = 0.0
         while not overflow.is_set() and not request.app[SERVER_LOAD].draining:
@@ -84,6 +87,9 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
                     await response.write(b": keepalive\n\n")
                 continue
             idle = 0.0
+            if doc.get("retired"):  # left the hot state: views drop it
+                await response.write(_event("room-retired", {"sid": doc["sid"]}, None))
+                continue
             partition, offset = doc.get("_partition", 0), doc.get("_offset", 0)
             if offset < position.get(partition, 0):
                 continue  # already covered by the snapshot

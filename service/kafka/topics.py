@@ -18,6 +18,10 @@ def topic_specs(settings: Settings) -> list[NewTopic]:
         # Keyed by room SID: compaction keeps each room's latest document forever.
         NewTopic(settings.state_topic, num_partitions=n, replication_factor=rf,
                  topic_configs={"cleanup.policy": "compact"}),
+        # Co-partitioned with the events topic (same count, written by partition number): each held
+        # room's fold state and the checkpoints restores start from. See service/kafka/checkpoints.py.
+        NewTopic(settings.changelog_topic, num_partitions=n, replication_factor=rf,
+                 topic_configs={"cleanup.policy": "compact"}),
         NewTopic(settings.dead_letter_topic, num_partitions=1, replication_factor=rf,
                  topic_configs={"cleanup.policy": "delete"}),
     ]
