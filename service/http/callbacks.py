@@ -114,7 +114,8 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         metrics.callbacks.labels(label, "403").inc()
         log.warning("callback signature rejected", method=method, url=url, algorithm=algorithm,
                     signed=bool(request.headers.get(signature.SIGNATURE_HEADER)))
-        return _error(403, "X-Twilio-Signature does not match this request")
+        return _error(403, "X-Twilio-Signature does not match this request"
+                      if request.headers.get(signature.SIGNATURE_HEADER) else "X-Twilio-Signature header is missing")
     request[ROOM_SID] = parsed.first("RoomSid")
     try:
         require(parsed.params, ("RoomSid", "StatusCallbackEvent"))
