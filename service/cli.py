@@ -181,7 +181,9 @@ def _dev_broker(cfg):
     if cfg.dev_data.lower() != "memory":
         if locate_s3rver() is not None:
             broker = EmbeddedBroker(data_dir=cfg.dev_data).start()
-            return broker, f" (embedded Tansu; data kept in {os.path.relpath(broker.data_dir)})"
+            shown = os.path.relpath(broker.data_dir)
+            shown = broker.data_dir if shown.startswith("..") else shown
+            return broker, f" (embedded Tansu; data kept in {shown} between runs)"
         logs.get("roomevents").warning(
             "s3rver not found (it needs Node.js and npm when scripts/bootstrap runs): the embedded broker "
             "keeps its data in memory, lost when dev stops")
