@@ -150,3 +150,20 @@ def readme_settings_rows() -> list[tuple[str, str, str, str]]:
 def test_readme_settings_table_is_the_settings_table():
     expected = [(v.name, ", ".join(v.roles), v.default, v.meaning) for v in settings_module.VARIABLES]
     assert readme_settings_rows() == expected
+
+
+async def test_an_ingress_that_cannot_bind_closes_its_kafka_clients(settings):
+    """The race the CLI's check cannot close (the port taken after it looked): start() fails with
+    the OSError and leaves no producer or consumer open (no "unclosed" warnings, no hang)."""
+    from service.metrics import Metrics
+    from service.runtime import IngressServer
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        server = IngressServer(settings.with_overrides(port=taken.getsockname()[1]), Metrics())
+        with pytest.raises(OSError):
+            await server.start()
+    assert not server.publisher.started
+    assert server.publisher.producer._closed  # noqa: SLF001 - aiokafka's own flag
+    assert server.follower.consumer._closed  # noqa: SLF001
