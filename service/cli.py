@@ -11,18 +11,85 @@ from service.settings import DEV_AUTH_TOKEN
 HELP = """\
 roomevents: Twilio Video room events, durably on Kafka, with materialized room state.
 
-commands:
-  dev           everything on one machine: starts an embedded Kafka-compatible broker (Tansu),
-                creates the topics, runs the ingress, the materializer and the read API until
-                Ctrl-C; prints the base URL, the broker address and the dev credentials
-  ingress       the HTTP ingress and read API (Rooms API, status callbacks, SSE stream),
-                against KAFKA_BOOTSTRAP_SERVERS
-  materializer  the consumer group that folds events into room state, against
-                KAFKA_BOOTSTRAP_SERVERS; health and metrics on ROOMEVENTS_METRICS_PORT
-  topics        create the events, state (compacted) and dead-letter topics if missing
-
-Settings come from environment variables; see README.md for the table.
+Settings come from environment variables, read and validated once at start;
+`roomevents COMMAND --help` describes a command and lists the settings it reads.
 """
+
+EPILOG = """\
+scripts/bootstrap (run by scripts/dev and scripts/test) installs roomevents into .venv: call it as
+.venv/bin/roomevents, or `source .venv/bin/activate` first to have `roomevents` on the PATH.
+"""
+
+SUMMARIES = {
+    "dev": "everything on one machine: embedded broker, topics, ingress, materializer, read API",
+    "ingress": "the HTTP ingress and read API (Rooms API, status callbacks, SSE stream)",
+    "materializer": "the consumer group that folds events into room state",
+    "topics": "create the events, state (compacted) and dead-letter topics if missing",
+}
+
+DESCRIPTIONS = {
+    "dev": "Everything on one machine until Ctrl-C: an embedded Kafka-compatible broker (Tansu), the topics, "
+           "the ingress, the materializer and the read API. Without KAFKA_BOOTSTRAP_SERVERS the broker is "
+           "embedded; its data is kept in ROOMEVENTS_DEV_DATA (.dev-data by default) between runs, or in "
+           "memory with ROOMEVENTS_DEV_DATA=memory (or when s3rver, its local S3 store, is not installed). "
+           "Prints the base URL, the broker address and the dev credentials.",
+    "ingress": "The HTTP ingress and read API: Twilio-compatible Rooms API, status callbacks (signature "
+               "checked), room reads and the SSE stream, against KAFKA_BOOTSTRAP_SERVERS. Creates missing "
+               "topics at start.",
+    "materializer": "The consumer group that folds room events into room state and publishes each room's "
+                    "document to the state topic, against KAFKA_BOOTSTRAP_SERVERS; /healthz, /readyz and "
+                    "/metrics on ROOMEVENTS_METRICS_PORT. Creates missing topics at start.",
+    "topics": "Create the events, state (compacted) and dead-letter topics if missing, then exit.",
+}
+
+
+def _settings_help(role: str) -> str:
+    """The environment variables `role` reads, with their defaults (the README's settings table)."""
+    import textwrap
+
+    lines = ["settings (environment variables) it reads:"] if role != "dev" else [
+        "settings (environment variables) it reads (dev runs every role; ROOMEVENTS_WORKERS does not apply):"]
+    for variable in settings_module.variables_for(role):
+        text = f"{variable.meaning} (default: {variable.default})".replace("`", "")
+        lines.append(f"  {variable.name}")
+        lines.extend(textwrap.wrap(text, width=96, initial_indent="      ", subsequent_indent="      "))
+    return "\n".join(lines)
+
+
+def _parser() -> argparse.ArgumentParser:
+    import textwrap
+
+    parser = argparse.ArgumentParser(prog="roomevents", description=HELP, epilog=EPILOG,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, title="commands")
+    for name in ("dev", "ingress", "materializer", "topics"):
+        commands.add_parser(name, help=SUMMARIES[name], description=textwrap.fill(DESCRIPTIONS[name], 100),
+                            epilog=_settings_help(name), formatter_class=argparse.RawDescriptionHelpFormatter)
+    return parser
+
+
+def _port_problem(host: str, port: int, variable: str) -> str | None:
+    """One line naming `variable` when `host`:`port` cannot be bound (taken, or a bad address)."""
+    import errno
+    import socket
+
+    if port == 0:
+        return None
+    try:
+        infos = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except socket.gaierror as exc:
+        return f"cannot resolve ROOMEVENTS_HOST={host!r}: {exc.strerror}"
+    family, _, _, _, address = infos[0]
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the server binds: TIME_WAIT is no conflict
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                return (f"port {port} on {host} is already in use ({variable}={port}): stop what listens "
+                        f"there or set {variable} to a free port")
+            return f"cannot listen on {host}:{port} (ROOMEVENTS_HOST, {variable}): {exc.strerror}"
+    return None
 
 
 async def _run_until_stopped(*services) -> None:
@@ -104,6 +171,28 @@ async def _topics(cfg) -> None:
     await ensure_topics(cfg)
 
 
+def _dev_broker(cfg):
+    """The embedded broker for `dev`: durable in cfg.dev_data unless it is "memory" or s3rver is
+    missing (then in memory, said loudly). Returns (started broker, note for the banner)."""
+    import os
+
+    from service.kafka.broker import EmbeddedBroker, locate_s3rver
+
+    if cfg.dev_data.lower() != "memory":
+        if locate_s3rver() is not None:
+            broker = EmbeddedBroker(data_dir=cfg.dev_data).start()
+            shown = os.path.relpath(broker.data_dir)
+            shown = broker.data_dir if shown.startswith("..") else shown
+            return broker, f" (embedded Tansu; data kept in {shown} between runs)"
+        logs.get("roomevents").warning(
+            "s3rver not found (it needs Node.js and npm when scripts/bootstrap runs): the embedded broker "
+            "keeps its data in memory, lost when dev stops")
+        note = " (embedded Tansu, IN MEMORY: s3rver missing, data is lost when dev stops)"
+    else:
+        note = " (embedded Tansu, in memory: ROOMEVENTS_DEV_DATA=memory, data is lost when dev stops)"
+    return EmbeddedBroker().start(), note
+
+
 async def _dev(cfg) -> None:
     from service.kafka.broker import EmbeddedBroker
     from service.kafka.topics import ensure_topics
@@ -111,8 +200,9 @@ async def _dev(cfg) -> None:
     from service.runtime import IngressServer, MaterializerService
 
     broker = None
+    storage_note = ""
     if not cfg.kafka_bootstrap_servers:
-        broker = EmbeddedBroker().start()
+        broker, storage_note = _dev_broker(cfg)
         cfg = cfg.with_overrides(kafka_bootstrap_servers=broker.bootstrap_servers)
     try:
         await ensure_topics(cfg)
@@ -124,7 +214,7 @@ async def _dev(cfg) -> None:
             "\n  roomevents dev is up\n"
             f"  base URL        {cfg.base_url()}\n"
             f"  callbacks       {cfg.base_url()}{cfg.callback_path}\n"
-            f"  broker          {cfg.kafka_bootstrap_servers}{' (embedded Tansu, in memory)' if broker else ''}\n"
+            f"  broker          {cfg.kafka_bootstrap_servers}{storage_note}\n"
             f"  account SID     {cfg.twilio_account_sid}\n"
             f"  auth token      {cfg.twilio_auth_token if cfg.twilio_auth_token == DEV_AUTH_TOKEN else '(from TWILIO_AUTH_TOKEN, not shown)'}\n"
             f"  try             curl -u \"{cfg.twilio_account_sid}:{shown_token}\" "
@@ -149,17 +239,25 @@ COMMANDS = {"dev": _dev, "ingress": _ingress, "materializer": _materializer, "to
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="roomevents", description=HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("command", choices=sorted(COMMANDS), help="what to run (see above)")
-    args = parser.parse_args(argv)
+    args = _parser().parse_args(argv)
     try:
-        cfg = settings_module.load(dev=args.command == "dev", credentials=args.command != "topics")
+        cfg = settings_module.load(role=args.command)
     except settings_module.SettingsError as exc:
         print(f"roomevents: configuration error: {exc}", file=sys.stderr)
         return 2
+    # A taken port is found before anything starts (broker, producer, topics): one line, exit 2.
+    listens = {"dev": ("ROOMEVENTS_PORT", cfg.port), "ingress": ("ROOMEVENTS_PORT", cfg.port),
+               "materializer": ("ROOMEVENTS_METRICS_PORT", cfg.metrics_port)}
+    if args.command in listens:
+        variable, port = listens[args.command]
+        problem = _port_problem(cfg.host, port, variable)
+        if problem:
+            print(f"roomevents: {problem}", file=sys.stderr)
+            return 2
     logs.setup(cfg.log_level, cfg.log_format)
     from aiokafka.errors import KafkaConnectionError
+
+    from service.kafka.broker import BrokerError
 
     try:
         asyncio.run(COMMANDS[args.command](cfg))
@@ -170,6 +268,9 @@ def main(argv: list[str] | None = None) -> int:
     except KafkaConnectionError as exc:
         print(f"roomevents: cannot reach Kafka at {cfg.kafka_bootstrap_servers} "
               f"(KAFKA_BOOTSTRAP_SERVERS): {exc}", file=sys.stderr)
+        return 1
+    except BrokerError as exc:
+        print(f"roomevents: embedded broker: {exc}", file=sys.stderr)
         return 1
     return 0
 

@@ -58,13 +58,21 @@ class IngressServer:
 
     async def start(self) -> None:
         await self.publisher.start()
-        await self.follower.start()
-        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.settings.shutdown_grace_s)
-        await self.runner.setup()
-        # Several worker processes share the port (SO_REUSEPORT) when ROOMEVENTS_WORKERS > 1.
-        site = web.TCPSite(self.runner, self.settings.host, self.settings.port, backlog=1024,
-                           reuse_port=self.settings.workers > 1 or None)
-        await site.start()
+        try:
+            await self.follower.start()
+            self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.settings.shutdown_grace_s)
+            await self.runner.setup()
+            # Several worker processes share the port (SO_REUSEPORT) when ROOMEVENTS_WORKERS > 1.
+            site = web.TCPSite(self.runner, self.settings.host, self.settings.port, backlog=1024,
+                               reuse_port=self.settings.workers > 1 or None)
+            await site.start()
+        except BaseException:
+            # E.g. the port was taken after the CLI checked it: close what started, no unclosed clients.
+            if self.runner is not None:
+                await self.runner.cleanup()
+            await self.follower.stop()
+            await self.publisher.stop()
+            raise
         self.port = self.runner.addresses[0][1]
         log.info("ingress listening", url=f"http://{self.settings.host}:{self.port}",
                  public_url=self.settings.base_url(), callback_path=self.settings.callback_path)

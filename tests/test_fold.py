@@ -98,10 +98,9 @@ def test_api_create_renders_the_room_resource():
 def test_render_keys_are_the_resource_fields_plus_the_dashboard_fields():
     extra = {"created_via", "end_reason", "failure_reason", "date_created_ms", "end_time_ms", "participants",
              "connected_participants", "peak_concurrent_participants", "published_tracks", "tracks",
-             "recordings", "last_event"}
+             "recordings", "recording_rules", "last_event"}
     for doc in (doc_of(api_create(0)), doc_of(cb("participant-connected", 0, ParticipantSid="PA1"))):
         assert set(doc) == set(RESOURCE_FIELDS) | extra
-    assert "recording_rules" not in doc_of(api_create(0))
 
 
 def test_callback_room_created():
@@ -349,12 +348,32 @@ def test_recording_started_then_completed():
     s = fold_all([api_create(0), recording("recording-started", 2 * S, "RT1")])
     assert render(s)["recordings"] == [{
         "sid": "RT1", "status": "processing", "participant_sid": "PA1", "source_sid": "MT1", "type": "audio",
-        "codec": "OPUS", "container": "mka", "duration": None, "size": None, "media_uri": None, "failure": None}]
+        "codec": "OPUS", "container": "mka", "duration": None, "size": None, "media_uri": None, "failure": None,
+        "track_name": "mic", "offset": 100, "media_external_location": None, "date_created": at(2 * S)}]
     s = fold(s, recording("recording-completed", 30 * S, "RT1", Duration=28, Size=123456,
                           MediaUri="https://example.com/media/RT1"))
     rec = render(s)["recordings"][0]
     assert rec["status"] == "completed" and rec["duration"] == 28 and rec["size"] == 123456
     assert rec["media_uri"] == "https://example.com/media/RT1" and rec["failure"] is None
+
+
+def test_recording_date_created_is_the_start_else_the_first_event():
+    doc = doc_of(recording("recording-completed", 30 * S, "RT1"), recording("recording-failed", 40 * S, "RT2"),
+                 recording("recording-started", 2 * S, "RT1"))
+    assert [(r["sid"], r["date_created"]) for r in doc["recordings"]] == [("RT1", at(2 * S)), ("RT2", at(40 * S))]
+
+
+def test_recording_rules_of_a_created_room():
+    assert doc_of(api_create(0))["recording_rules"] == []  # no rule: nothing is recorded
+    assert doc_of(api_create(0, RecordParticipantsOnConnect="true"))["recording_rules"] == [
+        {"type": "include", "all": True}]
+    rules = '[{"type": "exclude", "all": true}]'
+    assert doc_of(api_create(0, RecordParticipantsOnConnect="true", RecordingRules=rules))["recording_rules"] == [
+        {"type": "exclude", "all": True}]
+    wrapped = '{"rules": [{"type": "include", "kind": "audio"}]}'
+    assert doc_of(api_create(0, RecordingRules=wrapped))["recording_rules"] == [{"type": "include", "kind": "audio"}]
+    # A room known only from callbacks: its configuration, so its rules, are unknown.
+    assert doc_of(cb("participant-connected", 0, ParticipantSid="PA1"))["recording_rules"] is None
 
 
 def test_recording_failed_keeps_the_failed_operation():

@@ -137,8 +137,22 @@ async def test_every_response_conforms(checked):
         signature = compute_signature(url, {k: [v] for k, v in params.items()}, AUTH_TOKEN)
         async with http.post(url, data=params, headers={"X-Twilio-Signature": signature}) as resp:
             assert resp.status == 204
+        # A recording of ada's track, started then completed.
+        rsid, msid = "RT" + uuid.uuid4().hex, "MT" + uuid.uuid4().hex
+        for seq, (event, extra) in enumerate((("recording-started", {}), ("recording-completed", {
+                "Duration": "12", "Size": "4096", "MediaUri": f"/v1/Recordings/{rsid}/Media"})), 2):
+            params = {"AccountSid": ACCOUNT_SID, "RoomSid": room["sid"], "RoomName": name, "RoomType": "group",
+                      "StatusCallbackEvent": event, "RecordingSid": rsid, "ParticipantSid": psid,
+                      "ParticipantIdentity": "ada", "SourceSid": msid, "TrackName": "mic", "Container": "mka",
+                      "Codec": "OPUS", "Type": "audio", "OffsetFromTwilioVideoEpoch": "100",
+                      "RecordingUri": f"/v1/Recordings/{rsid}", "Timestamp": format_ms(room_created_ms(room) + seq),
+                      "SequenceNumber": str(seq)} | extra
+            signature = compute_signature(url, {k: [v] for k, v in params.items()}, AUTH_TOKEN)
+            async with http.post(url, data=params, headers={"X-Twilio-Signature": signature}) as resp:
+                assert resp.status == 204
     await wait_until(lambda: ingress.follower.index.docs[room["sid"]]["participants"]
-                     and adhoc in ingress.follower.index.docs)
+                     and adhoc in ingress.follower.index.docs
+                     and [r["status"] for r in ingress.follower.index.docs[room["sid"]]["recordings"]] == ["completed"])
     status, seen = await check("GET", f"{rooms}/{adhoc}", room_t)
     assert status == 200 and seen["type"] is None and seen["max_participants"] is None
     plist, pitem = "/v1/Rooms/{RoomSid}/Participants", "/v1/Rooms/{RoomSid}/Participants/{Sid}"
@@ -153,6 +167,34 @@ async def test_every_response_conforms(checked):
     assert (await check("GET", f"{base}/ada", pitem))[0] == 200
     assert (await check("GET", f"{base}/PA{'0' * 32}", pitem))[0] == 404
     assert (await check("GET", f"{base}/{psid}", pitem, auth=False, valid_request=False))[0] == 401
+
+    # Recordings, recording rules, transcriptions.
+    rlist, ritem = "/v1/Rooms/{RoomSid}/Recordings", "/v1/Rooms/{RoomSid}/Recordings/{Sid}"
+    rules_t, tlist = "/v1/Rooms/{RoomSid}/RecordingRules", "/v1/Rooms/{RoomSid}/Transcriptions"
+    base = f"{rooms}/{room['sid']}"
+    status, page = await check("GET", f"{base}/Recordings", rlist)
+    assert status == 200 and [r["sid"] for r in page["recordings"]] == [rsid]
+    for query in ([("Status", "completed"), ("SourceSid", msid)], [("DateCreatedAfter", room["date_created"])],
+                  [("Status", "processing")], [("PageSize", "1"), ("Page", "0")]):
+        assert (await check("GET", f"{base}/Recordings", rlist, query=query))[0] == 200
+    assert (await check("GET", f"{base}/Recordings", rlist, query=[("Status", "done")], valid_request=False))[0] == 400
+    assert (await check("GET", f"{base}/Recordings", rlist, auth=False, valid_request=False))[0] == 401
+    assert (await check("GET", f"{rooms}/nope/Recordings", rlist))[0] == 404
+    status, rec = await check("GET", f"{base}/Recordings/{rsid}", ritem)
+    assert status == 200 and rec["links"] == {"media": f"https://video.twilio.com/v1/Recordings/{rsid}/Media"}
+    assert (await check("GET", f"{base}/Recordings/RT{'0' * 32}", ritem))[0] == 404
+    assert (await check("GET", f"{base}/Recordings/{rsid}", ritem, auth=False, valid_request=False))[0] == 401
+    status, rules = await check("GET", f"{base}/RecordingRules", rules_t)
+    assert status == 200 and rules["rules"] == [{"type": "exclude", "all": True}]
+    status, rules = await check("GET", f"{rooms}/{adhoc}/RecordingRules", rules_t)
+    assert status == 200 and rules["rules"] is None
+    assert (await check("GET", f"{rooms}/nope/RecordingRules", rules_t))[0] == 404
+    assert (await check("GET", f"{base}/RecordingRules", rules_t, auth=False, valid_request=False))[0] == 401
+    status, page = await check("GET", f"{base}/Transcriptions", tlist)
+    assert status == 200 and page["transcriptions"] == [] and page["meta"]["key"] == "transcriptions"
+    assert (await check("GET", f"{base}/Transcriptions", tlist, query=[("PageSize", "0")], valid_request=False))[0] == 400
+    assert (await check("GET", f"{base}/Transcriptions", tlist, auth=False, valid_request=False))[0] == 401
+    assert (await check("GET", f"{rooms}/nope/Transcriptions", tlist))[0] == 404
 
     # Update: 202 (form and JSON), 400 (53112, 53118), 404, 401, 413, 415.
     assert (await check("POST", f"{rooms}/{room['sid']}", room_t, form={"Status": "failed"}))[0] == 400

@@ -253,8 +253,16 @@ async def test_unknown_rooms_and_subresources_are_404(system):
         status, body = await call(system, "GET", path)
         assert_error(status, body, 404, 20404)
     room = await create(system)
-    for sub in ("Recordings", "RecordingRules", "Transcriptions"):
+    # Every sub-resource a room links to is served (tests/test_room_subresources.py); what it does not
+    # link to is Twilio's JSON 404.
+    for link in room["links"].values():
+        status, _ = await call(system, "GET", link)
+        assert status == 200, link
+    for sub in ("Recordings/RT" + "0" * 32, "Transcriptions/video_extension_x", "Nope"):
         status, body = await call(system, "GET", f"/v1/Rooms/{room['sid']}/{sub}")
+        assert_error(status, body, 404, 20404)
+    for sub in ("Recordings", "RecordingRules", "Transcriptions"):
+        status, body = await call(system, "GET", f"/v1/Rooms/no-such-name/{sub}")
         assert_error(status, body, 404, 20404)
 
 

@@ -84,7 +84,8 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         metrics.callbacks.labels(label, "403").inc()
         log.warning("callback signature rejected", method=method, url=url, algorithm=algorithm,
                     signed=bool(request.headers.get(signature.SIGNATURE_HEADER)))
-        return _error(403, "X-Twilio-Signature does not match this request")
+        return _error(403, "X-Twilio-Signature does not match this request"
+                      if request.headers.get(signature.SIGNATURE_HEADER) else "X-Twilio-Signature header is missing")
     room_sid = parsed.first("RoomSid")
     request[ROOM_SID] = room_sid
     room_keys = app[ROOM_KEYS]

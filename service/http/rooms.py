@@ -1,4 +1,5 @@
-"""Rooms REST API (Twilio-compatible): create, fetch, list, complete; participants.
+"""Rooms REST API (Twilio-compatible): create, fetch, list, complete; participants, recordings,
+recording rules, transcriptions.
 
 The shell around service/rooms (validation, resources, paging) and the read view. Decisions where
 Twilio leaves room or where this service differs (also in the OpenAPI document, service/openapi/):
@@ -31,6 +32,12 @@ Twilio leaves room or where this service differs (also in the OpenAPI document, 
   ``disconnected`` for a completed one (Twilio's documented default); ``Identity`` and the date
   filters apply to ``start_time``. A participant can be fetched by SID, or by identity while it
   is connected.
+* Recordings (list, fetch): from the room's folded recording-* callbacks, in Twilio's shape;
+  list filters ``Status``, ``SourceSid`` and the date filters on ``date_created`` (when the
+  recording started), oldest first. RecordingRules (fetch): the rules the room was created with
+  (``RecordingRules``, else ``RecordParticipantsOnConnect`` true -> include all, else none), null
+  for a room known from callbacks alone; updating them is not served. Transcriptions (list):
+  always empty, Twilio-shaped, until a provider sends them.
 * Invalid query parameters: 400 with code 20001 (no Video-specific code exists for them).
 """
 from __future__ import annotations
@@ -52,11 +59,13 @@ from service.rooms import params as room_params
 from service.rooms.errors import TwilioError, not_found
 from service.rooms.query import (enum_query, in_range, paging, parse_date_ms, participant_key, query_filters,
                                  room_key)
-from service.rooms.resource import decode_token, page_meta, participant_resource, room_resource, window
+from service.rooms.resource import (decode_token, page_meta, participant_resource, recording_resource,
+                                    recording_rules_resource, room_resource, window)
 from service.state.book import UNIQUE_NAME_TAKEN
 
 ROOM_STATUSES = ("in-progress", "completed", "failed")
 PARTICIPANT_STATUSES = ("connected", "disconnected")
+RECORDING_STATUSES = ("processing", "completed", "deleted", "failed")
 DEFAULT_LIST_STATUS = "in-progress"
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
@@ -248,9 +257,71 @@ async def fetch_participant(request: web.Request) -> web.Response:
     return json_response(participant_resource(doc, found, external_base(request)))
 
 
+# ---------------------------------------------------------------- recordings, recording rules, transcriptions
+
+def _recording_key(r: Mapping[str, Any]) -> tuple:
+    return (r.get("date_created") or "", r["sid"])
+
+
+@requires_basic_auth
+async def list_recordings(request: web.Request) -> web.Response:
+    """The room's recordings from its recording-* callbacks, oldest first; Twilio's filters."""
+    doc = _room_or_404(request)
+    q = request.query
+    status = enum_query("Status", q.get("Status"), RECORDING_STATUSES)
+    source_sid = q.get("SourceSid") or None
+    after_ms = parse_date_ms("DateCreatedAfter", q.get("DateCreatedAfter"))
+    before_ms = parse_date_ms("DateCreatedBefore", q.get("DateCreatedBefore"))
+    page, page_size = paging(q)
+    page_token = q.get("PageToken") or None
+    token = decode_token(page_token, (str, str)) if page_token else None
+
+    def created_ms(r: Mapping[str, Any]) -> int | None:
+        return records.parse_timestamp_ms(r["date_created"]) if r.get("date_created") else None
+
+    recordings = sorted((r for r in doc.get("recordings", [])
+                         if (status is None or r["status"] == status)
+                         and (source_sid is None or r.get("source_sid") == source_sid)
+                         and in_range(created_ms(r), after_ms, before_ms)), key=_recording_key)
+    win = window(recordings, _recording_key, page_size, offset=page * page_size, token=token)
+    base = external_base(request)
+    filters = query_filters(q, ("Status", "SourceSid", "DateCreatedAfter", "DateCreatedBefore"))
+    meta = page_meta(f"{base}/v1/Rooms/{doc['sid']}/Recordings", "recordings", filters, page, page_size,
+                     page_token, win, _recording_key)
+    return json_response({"recordings": [recording_resource(doc, r, base) for r in win.items], "meta": meta})
+
+
+@requires_basic_auth
+async def fetch_recording(request: web.Request) -> web.Response:
+    doc = _room_or_404(request)
+    key = request.match_info["recording_sid"]
+    found = next((r for r in doc.get("recordings", []) if r["sid"] == key), None)
+    if found is None:
+        raise not_found(f"/Rooms/{doc['sid']}/Recordings/{key}")
+    return json_response(recording_resource(doc, found, external_base(request)))
+
+
+@requires_basic_auth
+async def fetch_recording_rules(request: web.Request) -> web.Response:
+    return json_response(recording_rules_resource(_room_or_404(request)))
+
+
+@requires_basic_auth
+async def list_transcriptions(request: web.Request) -> web.Response:
+    """Always an empty list: no provider sends transcriptions to this service yet."""
+    doc = _room_or_404(request)
+    page, page_size = paging(request.query)
+    page_token = request.query.get("PageToken") or None
+    if page_token:
+        decode_token(page_token, (str, str))
+    meta = page_meta(f"{external_base(request)}/v1/Rooms/{doc['sid']}/Transcriptions", "transcriptions", [], page,
+                     page_size, page_token, window([], lambda t: (), page_size), lambda t: ())
+    return json_response({"transcriptions": [], "meta": meta})
+
+
 @requires_basic_auth
 async def not_served(request: web.Request) -> web.Response:
-    """Twilio's JSON 404 for room sub-resources not served here (Recordings, RecordingRules...)."""
+    """Twilio's JSON 404 for room sub-resources not served here (e.g. one transcription)."""
     raise not_found(request.path.removeprefix("/v1"))
 
 
@@ -261,4 +332,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/Rooms/{sid}", update_room)
     app.router.add_get("/v1/Rooms/{sid}/Participants", list_participants)
     app.router.add_get("/v1/Rooms/{sid}/Participants/{participant_sid}", fetch_participant)
+    app.router.add_get("/v1/Rooms/{sid}/Recordings", list_recordings)
+    app.router.add_get("/v1/Rooms/{sid}/Recordings/{recording_sid}", fetch_recording)
+    app.router.add_get("/v1/Rooms/{sid}/RecordingRules", fetch_recording_rules)
+    app.router.add_get("/v1/Rooms/{sid}/Transcriptions", list_transcriptions)
     app.router.add_get("/v1/Rooms/{sid}/{rest:.+}", not_served)

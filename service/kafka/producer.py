@@ -100,10 +100,12 @@ class Publisher:
             raise PublishError(f"{type(exc).__name__}: {exc}") from None
         self.metrics.publish_seconds.labels(topic).observe(time.perf_counter() - started)
 
-    async def send_many(self, topic: str, items: Sequence[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]]]]
-                        ) -> list[asyncio.Future]:
-        """Enqueue a batch (used by the materializer); the returned futures resolve on the broker's acks."""
-        return [await self.producer.send(topic, value, key=key, headers=list(headers)) for key, value, headers in items]
+    async def send_many(self, topic: str, items: Sequence[tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]],
+                        *, partition: int | None = None) -> list[asyncio.Future]:
+        """Enqueue a batch (used by the materializer), to `partition` when given (co-partitioned topics);
+        a None value is a tombstone. The returned futures resolve on the broker's acks."""
+        return [await self.producer.send(topic, value, key=key, headers=list(headers), partition=partition)
+                for key, value, headers in items]
 
     async def dead_letter(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]],
                           *, reason: str, detail: str = "", timeout: float | None = None) -> bool:

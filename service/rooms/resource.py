@@ -32,8 +32,7 @@ import orjson
 from service.rooms.errors import TwilioError
 from service.state.fold import RESOURCE_FIELDS
 
-# The sub-resources Twilio links from a room. Only Participants is served here; the others answer
-# 404 (Twilio JSON) until recordings/transcriptions are modelled.
+# The sub-resources Twilio links from a room; all are served (Transcriptions as an empty list).
 ROOM_LINKS = (("participants", "Participants"), ("recordings", "Recordings"),
               ("recording_rules", "RecordingRules"), ("transcriptions", "Transcriptions"))
 PARTICIPANT_LINKS = (("published_tracks", "PublishedTracks"), ("subscribed_tracks", "SubscribedTracks"),
@@ -66,6 +65,54 @@ def participant_resource(doc: Mapping[str, Any], participant: Mapping[str, Any],
         "duration": participant["duration"],
         "url": url,
         "links": {name: f"{url}/{path}" for name, path in PARTICIPANT_LINKS},
+    }
+
+
+TWILIO_VIDEO = "https://video.twilio.com"
+
+
+def recording_resource(doc: Mapping[str, Any], recording: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+    """Twilio's room recording resource (video.v1.room.room_recording) from the room document's
+    folded recording events. ``links.media`` is the MediaUri Twilio reported (made absolute against
+    Twilio's API host when relative) once the recording completed, else absent: the media itself is
+    never served here."""
+    room_sid = doc["sid"]
+    media = recording.get("media_uri")
+    if media and media.startswith("/"):
+        media = TWILIO_VIDEO + media
+    grouping = {"room_sid": room_sid}
+    if recording.get("participant_sid"):
+        grouping["participant_sid"] = recording["participant_sid"]
+    return {
+        "account_sid": doc.get("account_sid"),
+        "status": recording["status"],
+        "date_created": recording.get("date_created"),
+        "sid": recording["sid"],
+        "source_sid": recording.get("source_sid"),
+        "size": recording.get("size"),
+        "url": f"{base_url}/v1/Rooms/{room_sid}/Recordings/{recording['sid']}",
+        "type": recording.get("type"),
+        "duration": recording.get("duration"),
+        "container_format": recording.get("container"),
+        "codec": recording.get("codec"),
+        "grouping_sids": grouping,
+        "track_name": recording.get("track_name"),
+        "offset": recording.get("offset"),
+        "media_external_location": recording.get("media_external_location"),
+        "room_sid": room_sid,
+        "links": {"media": media} if media else {},
+    }
+
+
+def recording_rules_resource(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Twilio's recording rules resource (video.v1.room.room_recording_rule): the rules the room was
+    created with (RecordingRules, else RecordParticipantsOnConnect); null when the room is known from
+    callbacks alone and its configuration is unknown."""
+    return {
+        "room_sid": doc["sid"],
+        "rules": doc.get("recording_rules"),
+        "date_created": doc.get("date_created"),
+        "date_updated": doc.get("date_created"),  # set at creation; never updated here
     }
 
 

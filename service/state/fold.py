@@ -194,6 +194,7 @@ def _fold_recording(recordings: dict, r: Mapping[str, Any], participant, kind: s
         new["rank"] = max(cur["rank"], _RECORDING_STATUS[kind][0])
     if kind == "recording-started":
         new["started_ms"] = _min(cur["started_ms"], ts)
+    new["first_seen_ms"] = _min(cur.get("first_seen_ms"), ts)
     out = dict(recordings)
     out[sid] = new
     return out
@@ -267,6 +268,17 @@ def peak_concurrency(participants: Mapping[str, Mapping[str, Any]]) -> int:
     return peak
 
 
+def recording_rules(config: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """A created room's recording rules: its RecordingRules, else what RecordParticipantsOnConnect
+    means (record everything, or no rule: nothing recorded)."""
+    rules = config.get("recording_rules")
+    if isinstance(rules, dict):
+        rules = rules.get("rules")
+    if rules is not None:
+        return [dict(rule) for rule in rules]
+    return [{"type": "include", "all": True}] if config.get("record_participants_on_connect") else []
+
+
 def render(s: RoomState) -> dict[str, Any]:
     """The full room document for the state topic: the Twilio resource plus dashboard fields."""
     config = s["config"][1] if s["config"] is not None else {}
@@ -316,7 +328,13 @@ def render(s: RoomState) -> dict[str, Any]:
                            "source_sid": r.get("source_sid"), "type": r.get("type"),
                            "codec": r.get("codec"), "container": r.get("container"),
                            "duration": r.get("duration"), "size": r.get("size"),
-                           "media_uri": r.get("media_uri"), "failure": r.get("failed_operation")})
+                           "media_uri": r.get("media_uri"), "failure": r.get("failed_operation"),
+                           "track_name": r.get("track_name"),
+                           "offset": r.get("offset_from_twilio_video_epoch"),
+                           "media_external_location": r.get("media_external_location"),
+                           # When the recording started (else when it was first heard of).
+                           "date_created": format_twilio_date(r["started_ms"] if r["started_ms"] is not None
+                                                              else r.get("first_seen_ms"))})
 
     doc = {key: config.get(key) for key in RESOURCE_FIELDS}
     doc.update({
@@ -342,6 +360,7 @@ def render(s: RoomState) -> dict[str, Any]:
         "published_tracks": published,
         "tracks": tracks,
         "recordings": recordings,
+        "recording_rules": recording_rules(config) if s["config"] is not None else None,
         "last_event": None if s["last"] is None else {
             "event_id": s["last"][0][2], "type": s["last"][1], "occurred_at": format_ms(s["last"][0][0]),
             "sequence_number": s["last"][0][1]},
