@@ -64,7 +64,7 @@ def timer_due(state: RoomState, now_ms: int) -> int | None:
     """
     if state["config"] is None or status(state) != "in-progress":
         return None
-    config = state["config"][1]
+    config = state["config"].value
     if config.get("status_callback"):
         return None
     due = _timeout_instant(state, config)
@@ -91,6 +91,6 @@ def _timeout_instant(state: RoomState, config: Mapping[str, Any]) -> int | None:
 
 
 def timer_event(state: RoomState, due_ms: int, now_ms: int) -> dict[str, Any]:
-    config = state["config"][1]
+    config = state["config"].value
     return records.room_ended(config.get("account_sid") or "", state["sid"], unique_name(state), due_ms,
                               reason="timeout") | {"received_at": records.format_ms(now_ms)}

@@ -8,18 +8,24 @@ derive from the mere presence of an end (or failure), which no later event can t
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
-
 from functools import lru_cache
+from typing import Any, Mapping, Optional, TypeVar
 
 from service.events import record as _record
+from service.events.shapes import FoldedEvent, ParticipantFields, RecordingFields, TrackFields
+from service.state.shapes import (Ended, Order, ParticipantState, RecordingState, RoomState, Stamped,
+                                  TrackState)
+
+__all__ = ["RESOURCE_FIELDS", "Ended", "Order", "RoomState", "Stamped", "date_created_ms", "empty", "end_ms",
+           "end_reason", "fold", "mark_failed", "order_of", "participant_edges", "participant_interval",
+           "peak_concurrency", "render", "status", "unique_name"]
 
 # Rendering formats the same instants again and again (a room's creation, each join): cache them.
 format_ms = lru_cache(maxsize=1 << 16)(_record.format_ms)
 format_twilio_date = lru_cache(maxsize=1 << 16)(_record.format_twilio_date)
 
-RoomState = dict[str, Any]
-Order = tuple[int, int, str]
+T = TypeVar("T")
+V = TypeVar("V", int, str)
 
 # Twilio room-resource fields, in Twilio's order; `url` and `links` are added by the read API.
 RESOURCE_FIELDS = (
@@ -32,13 +38,19 @@ RESOURCE_FIELDS = (
 _RECORDING_STATUS = {"recording-started": (1, "processing"), "recording-completed": (2, "completed"),
                      "recording-failed": (3, "failed")}
 _TRACK_TOGGLES = {"track-added": True, "track-enabled": True, "track-disabled": False}
+_PARTICIPANT_EDGES = ("participant-connected", "participant-disconnected")
+
+
+# tuple.__new__(Order, ...) is what Order(...) does, without its Python-level __new__: the fold builds
+# one Order per event (and a Stamped per toggle), so this halves what naming them costs on the hot path.
+_new = tuple.__new__
 
 
 def order_of(event: Mapping[str, Any]) -> Order:
-    return (event["occurred_at_ms"], event.get("sequence_number") or 0, event["event_id"])
+    return _new(Order, (event["occurred_at_ms"], event.get("sequence_number") or 0, event["event_id"]))
 
 
-def _min(a, b):
+def _min(a: Optional[V], b: Optional[V]) -> Optional[V]:
     if a is None:
         return b
     if b is None:
@@ -46,7 +58,7 @@ def _min(a, b):
     return a if a <= b else b
 
 
-def _max(a, b):
+def _max(a: Optional[V], b: Optional[V]) -> Optional[V]:
     if a is None:
         return b
     if b is None:
@@ -54,53 +66,53 @@ def _max(a, b):
     return a if a >= b else b
 
 
-def _lww(current: tuple | None, order: Order, value: Any) -> tuple:
+def _lww(current: Stamped[T] | None, order: Order, value: T) -> Stamped[T]:
     """Last writer wins: keep (order, value) with the greatest order."""
-    if current is None or order > current[0]:
-        return (order, value)
+    if current is None or order > current.order:
+        return _new(Stamped, (order, value))
     return current
 
 
-def _earliest(current: tuple | None, order: Order, value: Any) -> tuple:
-    if current is None or order < current[0]:
-        return (order, value)
+def _earliest(current: Stamped[T] | None, order: Order, value: T) -> Stamped[T]:
+    if current is None or order < current.order:
+        return _new(Stamped, (order, value))
     return current
 
 
 def empty(room_sid: str) -> RoomState:
     return {
         "sid": room_sid,
-        "config": None,        # (order, room configuration) from an api room-created
-        # What the events say about the room, each the least non-null value seen (they do not
-        # change over a room's life; min keeps an event without them from blanking them).
+        "config": None,
         "account_sid": None,
-        "room_name": None,     # RoomName, unless it is only the SID fallback
+        "room_name": None,
         "room_type": None,
-        "created_ms": None,    # earliest room-created
+        "created_ms": None,
         "first_seen_ms": None,
-        "ended": None,         # (order, (end_ms, end_reason)) earliest room-ended
-        "completed_seen": None,  # (order, end_ms) earliest other event reporting RoomStatus=completed
-        "room_duration": None, # RoomDuration as Twilio reported it
-        "failed": None,        # (order, reason) earliest failure
+        "ended": None,
+        "completed_seen": None,
+        "room_duration": None,
+        "failed": None,
         "participants": {},
         "tracks": {},
         "recordings": {},
-        "last": None,          # (order, type) of the latest event by Twilio time
+        "last_order": None,
+        "last_type": None,
     }
 
 
-def fold(state: RoomState | None, event: Mapping[str, Any]) -> RoomState:
+def fold(state: RoomState | None, event: FoldedEvent) -> RoomState:
     """Apply one room event. Returns a new state; `state` is never modified."""
-    s = dict(state) if state is not None else empty(event["room_sid"])
+    s: RoomState = state.copy() if state is not None else empty(event["room_sid"])
     order = order_of(event)
-    ts = order[0]
+    ts = order.at_ms
     kind = event["type"]
     room = event.get("room") or {}
 
     if s["first_seen_ms"] is None or ts < s["first_seen_ms"]:
         s["first_seen_ms"] = ts
-    if s["last"] is None or order > s["last"][0]:
-        s["last"] = (order, kind)
+    if s["last_order"] is None or order > s["last_order"]:
+        s["last_order"] = order
+        s["last_type"] = kind
     # Almost always equal to what is stored: one comparison each on the hot path.
     value = event.get("account_sid")
     if value is not None and value != s["account_sid"]:
@@ -114,10 +126,11 @@ def fold(state: RoomState | None, event: Mapping[str, Any]) -> RoomState:
 
     if kind == "room-created":
         s["created_ms"] = _min(s["created_ms"], ts)
-        if event.get("config") is not None:
-            s["config"] = _earliest(s["config"], order, event["config"])
+        config = event.get("config")
+        if config is not None:
+            s["config"] = _earliest(s["config"], order, config)
     elif kind == "room-ended":
-        s["ended"] = _earliest(s["ended"], order, (ts, event.get("end_reason") or "callback"))
+        s["ended"] = _earliest(s["ended"], order, Ended(ts, event.get("end_reason") or "callback"))
         s["room_duration"] = _max(s["room_duration"], room.get("duration"))
     room_status = room.get("status")
     if room_status is not None and room_status != "in-progress":
@@ -141,16 +154,23 @@ def fold(state: RoomState | None, event: Mapping[str, Any]) -> RoomState:
 
 def mark_failed(state: RoomState, reason: str, order: Order) -> RoomState:
     """A decision outside one room's history (losing the unique-name race) fails the room."""
-    s = dict(state)
+    s = state.copy()
     s["failed"] = _earliest(s["failed"], order, reason)
     return s
 
 
-def _fold_participant(participants: dict, p: Mapping[str, Any], kind: str, ts: int) -> dict:
+def _fold_participant(participants: dict[str, ParticipantState], p: ParticipantFields, kind: str,
+                      ts: int) -> dict[str, ParticipantState]:
     sid = p["sid"]
-    cur = participants.get(sid) or {"identity": None, "connected_ms": None, "disconnected_ms": None,
-                                    "first_seen_ms": None, "duration": None}
-    new = dict(cur)
+    cur = participants.get(sid)
+    if cur is None:
+        cur = {"identity": None, "connected_ms": None, "disconnected_ms": None, "first_seen_ms": None,
+               "duration": None}
+    elif kind not in _PARTICIPANT_EDGES and p.get("status") != "disconnected" and (
+            cur["first_seen_ms"] is not None and cur["first_seen_ms"] <= ts
+            and p.get("identity") in (None, cur["identity"])):
+        return participants  # most events only mention their participant: nothing changes
+    new = cur.copy()
     new["identity"] = _min(cur["identity"], p.get("identity"))
     new["first_seen_ms"] = _min(cur["first_seen_ms"], ts)
     if kind == "participant-connected":
@@ -158,34 +178,45 @@ def _fold_participant(participants: dict, p: Mapping[str, Any], kind: str, ts: i
     elif kind == "participant-disconnected" or p.get("status") == "disconnected":
         new["disconnected_ms"] = _max(cur["disconnected_ms"], ts)
         new["duration"] = _max(cur["duration"], p.get("duration"))
-    out = dict(participants)
+    out = participants.copy()
     out[sid] = new
     return out
 
 
-def _fold_track(tracks: dict, t: Mapping[str, Any], participant, kind: str, order: Order) -> dict:
+def _fold_track(tracks: dict[str, TrackState], t: TrackFields, participant: ParticipantFields | None, kind: str,
+                order: Order) -> dict[str, TrackState]:
     sid = t["sid"]
-    cur = tracks.get(sid) or {"participant_sid": None, "kind": None, "name": None, "added_ms": None,
-                              "removed_ms": None, "enabled": None}
-    new = dict(cur)
-    new["participant_sid"] = _min(cur["participant_sid"], participant.get("sid") if participant else None)
-    new["kind"] = _min(cur["kind"], t.get("kind"))
-    new["name"] = _min(cur["name"], t.get("name"))
+    cur = tracks.get(sid)
+    if cur is None:
+        cur = {"participant_sid": None, "kind": None, "name": None, "added_ms": None, "removed_ms": None,
+               "enabled": None}
+    new = cur.copy()
+    # Each almost always equal to what is stored: compared before merging.
+    value = participant.get("sid") if participant else None
+    if value is not None and value != cur["participant_sid"]:
+        new["participant_sid"] = _min(cur["participant_sid"], value)
+    value = t.get("kind")
+    if value is not None and value != cur["kind"]:
+        new["kind"] = _min(cur["kind"], value)
+    value = t.get("name")
+    if value is not None and value != cur["name"]:
+        new["name"] = _min(cur["name"], value)
     if kind == "track-added":
-        new["added_ms"] = _min(cur["added_ms"], order[0])
+        new["added_ms"] = _min(cur["added_ms"], order.at_ms)
     elif kind == "track-removed":
-        new["removed_ms"] = _max(cur["removed_ms"], order[0])
+        new["removed_ms"] = _max(cur["removed_ms"], order.at_ms)
     if kind in _TRACK_TOGGLES:
         new["enabled"] = _lww(cur["enabled"], order, _TRACK_TOGGLES[kind])
-    out = dict(tracks)
+    out = tracks.copy()
     out[sid] = new
     return out
 
 
-def _fold_recording(recordings: dict, r: Mapping[str, Any], participant, kind: str, ts: int) -> dict:
+def _fold_recording(recordings: dict[str, RecordingState], r: RecordingFields,
+                    participant: ParticipantFields | None, kind: str, ts: int) -> dict[str, RecordingState]:
     sid = r["sid"]
     cur = recordings.get(sid) or {"rank": 0, "started_ms": None, "participant_sid": None}
-    new = dict(cur)
+    new = cur.copy()
     for key, value in r.items():
         if key != "sid" and value is not None:
             new[key] = _max(cur.get(key), value)
@@ -195,7 +226,7 @@ def _fold_recording(recordings: dict, r: Mapping[str, Any], participant, kind: s
     if kind == "recording-started":
         new["started_ms"] = _min(cur["started_ms"], ts)
     new["first_seen_ms"] = _min(cur.get("first_seen_ms"), ts)
-    out = dict(recordings)
+    out = recordings.copy()
     out[sid] = new
     return out
 
@@ -212,7 +243,7 @@ def status(s: RoomState) -> str:
 
 def unique_name(s: RoomState) -> str:
     if s["config"] is not None:
-        return s["config"][1].get("unique_name") or s["sid"]
+        return s["config"].value.get("unique_name") or s["sid"]
     return s["room_name"] or s["sid"]
 
 
@@ -222,17 +253,17 @@ def date_created_ms(s: RoomState) -> int:
 
 def end_ms(s: RoomState) -> int | None:
     if s["ended"] is not None:
-        return s["ended"][1][0]
+        return s["ended"].value.at_ms
     if s["completed_seen"] is not None:
-        return s["completed_seen"][1]
+        return s["completed_seen"].value
     if s["failed"] is not None:
-        return s["failed"][0][0]
+        return s["failed"].order.at_ms
     return None
 
 
 def end_reason(s: RoomState) -> str | None:
     if s["ended"] is not None:
-        return s["ended"][1][1]
+        return s["ended"].value.reason
     if s["completed_seen"] is not None:
         return "callback"
     return None
@@ -281,7 +312,7 @@ def recording_rules(config: Mapping[str, Any]) -> list[dict[str, Any]]:
 
 def render(s: RoomState) -> dict[str, Any]:
     """The full room document for the state topic: the Twilio resource plus dashboard fields."""
-    config = s["config"][1] if s["config"] is not None else {}
+    config = s["config"].value if s["config"] is not None else {}
     room_status = status(s)
     created = date_created_ms(s)
     ended = end_ms(s)
@@ -290,7 +321,8 @@ def render(s: RoomState) -> dict[str, Any]:
         duration = s["room_duration"]
     elif ended is not None:
         duration = max(0, (ended - created) // 1000)
-    updated = s["last"][0][0] if s["last"] is not None else created
+    last = s["last_order"]
+    updated = last.at_ms if last is not None else created
 
     people = []
     connected = 0
@@ -319,7 +351,7 @@ def render(s: RoomState) -> dict[str, Any]:
             published[t["kind"]] += 1
         tracks.append({"sid": sid, "participant_sid": t["participant_sid"], "kind": t["kind"],
                        "name": t["name"], "published": is_published,
-                       "enabled": t["enabled"][1] if t["enabled"] is not None else None})
+                       "enabled": t["enabled"].value if t["enabled"] is not None else None})
 
     recordings = []
     for sid, r in sorted(s["recordings"].items()):
@@ -351,7 +383,7 @@ def render(s: RoomState) -> dict[str, Any]:
         # Dashboard fields beyond the Twilio resource.
         "created_via": "api" if s["config"] is not None else "callback",
         "end_reason": end_reason(s),
-        "failure_reason": s["failed"][1] if s["failed"] is not None else None,
+        "failure_reason": s["failed"].value if s["failed"] is not None else None,
         "date_created_ms": created,
         "end_time_ms": ended,
         "participants": people,
@@ -361,8 +393,8 @@ def render(s: RoomState) -> dict[str, Any]:
         "tracks": tracks,
         "recordings": recordings,
         "recording_rules": recording_rules(config) if s["config"] is not None else None,
-        "last_event": None if s["last"] is None else {
-            "event_id": s["last"][0][2], "type": s["last"][1], "occurred_at": format_ms(s["last"][0][0]),
-            "sequence_number": s["last"][0][1]},
+        "last_event": None if last is None else {
+            "event_id": last.event_id, "type": s["last_type"], "occurred_at": format_ms(last.at_ms),
+            "sequence_number": last.sequence},
     })
     return doc
