@@ -146,6 +146,15 @@ class FoldedEvent(TypedDict, total=False):
         ),
     ]
     occurred_at_ms: Annotated[int, doc("occurred_at as epoch milliseconds.")]
+    received_at: Annotated[
+        str,
+        doc(
+            "When roomevents received it (UTC, millisecond precision). Bounds how far ahead "
+            "occurred_at may move event time (retention).",
+            format="date-time",
+            pattern=_MS_TIME,
+        ),
+    ]
     sequence_number: Annotated[
         Optional[int], doc("Twilio's SequenceNumber (internal to Twilio: not an ordering key).")
     ]
@@ -182,14 +191,6 @@ class RoomEvent(FoldedEvent, total=False):
         doc(
             "When it happened: Twilio's Timestamp (UTC, millisecond precision); the receive time when a "
             "callback carried none. Order events by it.",
-            format="date-time",
-            pattern=_MS_TIME,
-        ),
-    ]
-    received_at: Annotated[
-        str,
-        doc(
-            "When roomevents received it (UTC, millisecond precision).",
             format="date-time",
             pattern=_MS_TIME,
         ),
