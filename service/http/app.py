@@ -92,7 +92,7 @@ async def observe(request: web.Request, handler):
 
 
 def build_app(settings: Settings, metrics: Metrics, publisher: Publisher, follower: StateFollower) -> web.Application:
-    from service.http import callbacks, health, openapi, rooms, stream
+    from service.http import callbacks, dashboard, health, openapi, rooms, stream
 
     app = web.Application(middlewares=[observe], client_max_size=settings.max_body_bytes + 1)
     app[SETTINGS] = settings
@@ -105,4 +105,5 @@ def build_app(settings: Settings, metrics: Metrics, publisher: Publisher, follow
     stream.add_routes(app)
     openapi.add_routes(app)
     rooms.add_routes(app)
+    dashboard.add_routes(app)
     return app
