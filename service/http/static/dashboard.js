@@ -137,7 +137,13 @@
     return h ? `${h}:${pad(m)}:${pad(s % 60)}` : `${m}:${pad(s % 60)}`;
   }
   const fmtTime = (ms) => (ms ? new Date(ms).toLocaleTimeString("en-GB") : "—");
-  const fmtDate = (text) => (text ? new Date(text).toLocaleString("en-GB") : "—");
+  // Today: the time; another day: the date and time (local, ISO order).
+  function fmtDate(text) {
+    if (!text) return "—";
+    const d = new Date(text), now = new Date();
+    if (d.toDateString() === now.toDateString()) return d.toLocaleTimeString("en-GB");
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${d.toLocaleTimeString("en-GB")}`;
+  }
   function fmtProvider(p) {
     if (p == null || p === "") return "—";
     if (typeof p === "string") return p;
@@ -351,8 +357,8 @@
   });
   $("detail-close").addEventListener("click", () => dialog.close());
 
-  function fact(dl, label, value) {
-    const div = el("div");
+  function fact(dl, label, value, wide) {
+    const div = el("div", wide ? "wide" : "");
     div.append(el("dt", "", label), el("dd", "", value));
     dl.append(div);
   }
@@ -362,7 +368,7 @@
     const res = detailResource || {};
     const dl = $("detail-facts");
     dl.replaceChildren();
-    fact(dl, "SID", detailSid);
+    fact(dl, "SID", detailSid, true);
     fact(dl, "Status", res.status || doc.status || "—");
     fact(dl, "Type", res.type || doc.type || "—");
     if (doc.provider != null) fact(dl, "Provider", fmtProvider(doc.provider));
