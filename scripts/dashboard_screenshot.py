@@ -39,6 +39,7 @@ NAMES = ["standup", "design-review", "support", "sales-demo", "onboarding", "all
 PEOPLE = ["alice", "bob", "carol", "dave", "erin", "frank", "grace", "heidi", "ivan", "judy", "mallory",
           "niaj", "olivia", "peggy", "rupert", "sybil", "trent", "victor", "walter", "yasmin"]
 TYPES = ["group", "group", "group-small", "peer-to-peer", "go"]
+CAPACITY = {"go": 2, "group-small": 4, "peer-to-peer": 6}
 
 
 class Platform:
@@ -52,11 +53,11 @@ class Platform:
 
     async def create_api(self) -> None:
         self.serial += 1
-        name = f"{self.rng.choice(NAMES)}-{self.serial}"
+        name, kind = f"{self.rng.choice(NAMES)}-{self.serial}", self.rng.choice(TYPES)
         async with self.http.post(f"{self.base}/v1/Rooms", headers=self.auth,
-                                  data={"UniqueName": name, "Type": self.rng.choice(TYPES)}) as resp:
+                                  data={"UniqueName": name, "Type": kind}) as resp:
             if resp.status == 201:
-                self.rooms[(await resp.json())["sid"]] = {"name": name, "people": {}, "seq": 0, "type": "group"}
+                self.rooms[(await resp.json())["sid"]] = {"name": name, "people": {}, "seq": 0, "type": kind}
 
     async def create_callback(self) -> None:
         self.serial += 1
@@ -123,7 +124,7 @@ class Platform:
         for sid in rng.sample(list(self.rooms), min(len(self.rooms), rng.randrange(1, 5))):
             room = self.rooms[sid]
             roll = rng.random()
-            if roll < 0.45 and len(room["people"]) < 9:
+            if roll < 0.45 and len(room["people"]) < CAPACITY.get(room["type"], 9):
                 await self.join(sid)
             elif roll < 0.65 and room["people"]:
                 await self.leave(sid)

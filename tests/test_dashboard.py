@@ -176,6 +176,32 @@ async def test_stream_query_parameters_for_the_dashboard(settings):
         assert {e["data"]["sid"] for e in resumed if e["event"] == "room"} == {done, live}
 
 
+def test_dashboard_colours_have_readable_contrast():
+    """Light and dark: every text colour at least 4.5:1 (WCAG AA) on every background it is used on."""
+    from service.http.dashboard import FILES
+
+    css = FILES["dashboard.css"][0].decode()
+    light, dark = css.split("@media (prefers-color-scheme: dark)", 1)
+
+    def colours(block: str) -> dict[str, str]:
+        return dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-f]{6})", block))
+
+    def luminance(hex_colour: str) -> float:
+        channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        r, g, b = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+        return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+    def contrast(a: str, b: str) -> float:
+        hi, lo = sorted((luminance(a), luminance(b)), reverse=True)
+        return (hi + 0.05) / (lo + 0.05)
+
+    for scheme, palette in (("light", colours(light)), ("dark", colours(light) | colours(dark))):
+        for text in ("text", "muted", "accent", "ok", "bad", "warn"):
+            for background in ("bg", "panel", "row-hover"):
+                ratio = contrast(palette[text], palette[background])
+                assert ratio >= 4.5, f"{scheme}: --{text} on --{background} is {ratio:.2f}:1"
+
+
 # ---------------------------------------------------------------- the page in a browser
 
 class Stack:
@@ -246,6 +272,7 @@ async def test_dashboard_follows_rooms_live_and_survives_an_ingress_restart(sett
             await expect(peak).to_have_text("2")
             await expect(page.locator("#count-live")).to_have_text("2")
             await expect(page.locator("#count-participants")).to_have_text("1")
+            await expect(page.locator("#chart-events-max")).not_to_have_text("now 0 · max 0")
 
             # Clicking the room shows its participants (Rooms API) and tracks (state document).
             await row.click()
@@ -258,6 +285,10 @@ async def test_dashboard_follows_rooms_live_and_survives_an_ingress_restart(sett
             await expect(people.locator("tr", has_text="bob")).to_contain_text("disconnected")
             await expect(page.locator("#tracks-table tbody")).to_contain_text("camera")
             await expect(page.locator("#tracks-table tbody tr").first).to_contain_text("alice")
+            # The details follow the room while open.
+            await twilio.callback(base, sid, "standup", "participant-connected", ParticipantSid="PA" + "d4" * 16,
+                                  ParticipantIdentity="carol", ParticipantStatus="connected")
+            await expect(people).to_contain_text("carol", timeout=SOON_MS)
             await page.keyboard.press("Escape")
             await expect(dialog).to_be_hidden()
 
@@ -268,6 +299,11 @@ async def test_dashboard_follows_rooms_live_and_survives_an_ingress_restart(sett
             await expect(page.locator("#detail-title")).to_have_text("before-the-page")
             await expect(page.locator("#participants-note")).to_have_text("No participants.")
             await page.keyboard.press("Escape")
+            await expect(button).to_be_focused()
+            # A room arriving above the focused one does not take the focus away.
+            above = await twilio.create(base, "arrives-above")
+            await expect(live_row(page, above)).to_be_visible(timeout=SOON_MS)
+            await expect(page.locator("#live-table tbody tr").first).to_have_attribute("data-sid", above)
             await expect(button).to_be_focused()
 
             # Room ended by Twilio: it leaves the rooms in progress for "ended", with reason and duration.

@@ -440,7 +440,7 @@
       const people = connected.participants.concat(gone.participants);
       const rows = people.map((p) => {
         const tr = el("tr");
-        const status = el("td", "status-" + (p.status === "connected" ? "in-progress" : "completed"), p.status);
+        const status = el("td", p.status === "connected" ? "status-in-progress" : "", p.status);
         tr.append(el("td", "", p.identity || "—"), el("td", "sid", p.sid), status, el("td", "", fmtDate(p.start_time)),
                   el("td", "", fmtDate(p.end_time)), el("td", "num", fmtDuration(p.duration)));
         return tr;
@@ -491,7 +491,7 @@
     if (kind === "snapshot") {
       // A snapshot is every room in progress: drop those it no longer has.
       for (const item of live.items.slice()) {
-        if (!backlogSids.has(item.sid) && !pending.has(item.sid)) forget(item.sid);
+        if (backlogSids && !backlogSids.has(item.sid) && !pending.has(item.sid)) forget(item.sid);
       }
       liveDirty = true;
       queueFrame();
