@@ -214,6 +214,7 @@ async def _dev(cfg) -> None:
             "\n  roomevents dev is up\n"
             f"  base URL        {cfg.base_url()}\n"
             f"  callbacks       {cfg.base_url()}{cfg.callback_path}\n"
+            f"  dashboard       {cfg.base_url()}/dashboard  (the account SID and auth token below)\n"
             f"  broker          {cfg.kafka_bootstrap_servers}{storage_note}\n"
             f"  account SID     {cfg.twilio_account_sid}\n"
             f"  auth token      {cfg.twilio_auth_token if cfg.twilio_auth_token == DEV_AUTH_TOKEN else '(from TWILIO_AUTH_TOKEN, not shown)'}\n"

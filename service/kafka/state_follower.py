@@ -56,6 +56,10 @@ class StateFollower:
             self.positions[tp.partition] = starts.get(tp.partition, 0)
         ends = await self.consumer.end_offsets(tps)
         self._catch_up_targets = {tp.partition: off for tp, off in ends.items()}
+        # Every partition has a position from the start, so a stream id names all of them (an empty
+        # one would make an EventSource reconnect without Last-Event-ID, getting a snapshot).
+        for tp in tps:
+            self.positions.setdefault(tp.partition, 0)
         if all(off == 0 for off in ends.values()):
             self.caught_up.set()
         self.task = asyncio.create_task(self._run(), name="state-follower")

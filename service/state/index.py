@@ -25,6 +25,7 @@ class RoomSummary(NamedTuple):
     created_via: str | None
     failure_reason: str | None
     date_created_ms: int
+    end_time_ms: int | None
     partition: int  # where the document sits on the state topic (stream positions)
     offset: int
 
@@ -36,7 +37,7 @@ class _Stored(NamedTuple):
 
 def _summary(doc: Mapping[str, Any], partition: int, offset: int) -> RoomSummary:
     return RoomSummary(doc["sid"], doc.get("unique_name") or doc["sid"], doc.get("status"), doc.get("created_via"),
-                       doc.get("failure_reason"), doc.get("date_created_ms") or 0, partition, offset)
+                       doc.get("failure_reason"), doc.get("date_created_ms") or 0, doc.get("end_time_ms"), partition, offset)
 
 
 class CompactDocs(Mapping[str, Doc]):
