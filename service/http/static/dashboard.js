@@ -469,6 +469,7 @@
     source = new EventSource(url);
     source.addEventListener("open", () => { inBacklog = true; backlogSids = new Set(); });
     source.addEventListener("room", onRoom);
+    source.addEventListener("room-retired", onRetired);
     source.addEventListener("snapshot-complete", (e) => onComplete(e, "snapshot"));
     source.addEventListener("resume-complete", (e) => onComplete(e, "resume"));
     source.addEventListener("error", onError);
@@ -481,6 +482,16 @@
     if (e.lastEventId) lastEventId = e.lastEventId;
     if (inBacklog) backlogSids.add(doc.sid); else eventsThisSecond += 1;
     pending.set(doc.sid, doc);
+    queueFrame();
+  }
+
+  function onRetired(e) {
+    // The room left the hot state (ROOMEVENTS_RETAIN_ENDED after it ended): drop it.
+    let sid;
+    try { sid = JSON.parse(e.data).sid; } catch (_) { return; }
+    if (typeof sid !== "string") return;
+    pending.delete(sid);
+    forget(sid);
     queueFrame();
   }
 
