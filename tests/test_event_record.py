@@ -9,7 +9,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from service.events import record as records
 from tests import streams
-from tests.conftest import ACCOUNT_SID, event_schema_validator
+from tests.helpers import ACCOUNT_SID, event_schema_validator
 
 VALIDATOR = event_schema_validator()
 ROOM = "RM" + "ab" * 16

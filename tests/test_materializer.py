@@ -16,7 +16,7 @@ from service.runtime import MaterializerService
 from service.state.book import RoomBook
 from service.state.fold import render
 from tests import streams
-from tests.conftest import read_topic, service_env, wait_until
+from tests.helpers import read_topic, service_env, wait_until
 
 
 def clean_run(events: list[dict]) -> dict[str, dict]:

@@ -8,7 +8,7 @@ import time
 import aiohttp
 import orjson
 
-from tests.conftest import basic_auth, running_system, wait_until
+from tests.helpers import basic_auth, running_system, wait_until
 
 
 async def read_events(response: aiohttp.ClientResponse, until, timeout: float = 20.0) -> list[dict]:

@@ -17,7 +17,7 @@ from service.kafka.topics import ensure_topics
 from service.metrics import Metrics
 from service.runtime import IngressServer
 from service.state.book import UNIQUE_NAME_TAKEN
-from tests.conftest import basic_auth, make_settings, running_system, wait_until
+from tests.helpers import basic_auth, make_settings, running_system, wait_until
 
 REQUESTS_PER_INGRESS = 6
 ROUNDS = 4
