@@ -41,7 +41,7 @@ async def settings(kafka_bootstrap):
 # ---------------------------------------------------------------- every record validates against the schema
 # After each test that used the `settings` fixture, read that test's events topic from the beginning and
 # validate every record against docs/room-event.schema.json (the file, which a test keeps equal to
-# service/events/record.py json_schema()). Records the service produces carry CloudEvents headers and
+# service/events/schema.py json_schema()). Records the service produces carry CloudEvents headers and
 # must always validate; a record a test injected raw (no ce_* headers) that the consumer side rejects
 # anyway (records.decode: poison, dead-lettered by the materializer) is exempt. A test that injects
 # invalid records deliberately can also opt out with @pytest.mark.allow_invalid_events.

@@ -10,8 +10,14 @@ from functools import reduce
 
 import pytest
 
-from service.events.record import (format_ms, format_twilio_date, from_callback, parse_timestamp_ms,
-                                   room_created, room_ended)
+from service.events.record import (
+    format_ms,
+    format_twilio_date,
+    from_callback,
+    parse_timestamp_ms,
+    room_created,
+    room_ended,
+)
 from service.rooms.params import parse_create_form
 from service.state.fold import RESOURCE_FIELDS, fold, render, status
 

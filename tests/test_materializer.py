@@ -10,8 +10,8 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from service.metrics import Metrics
 from service.kafka.state_follower import StateFollower
+from service.metrics import Metrics
 from service.runtime import MaterializerService
 from service.state.book import RoomBook
 from service.state.fold import render

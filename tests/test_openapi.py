@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from importlib import resources
-from urllib.parse import urlencode, urlsplit, parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 import orjson

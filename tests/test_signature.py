@@ -7,8 +7,7 @@ import hashlib
 import hmac
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
+from hypothesis import given, settings, strategies as st
 
 from service.callbacks import signature as sig
 from service.callbacks.signature import (

@@ -11,7 +11,7 @@ import structlog
 from aiohttp import web
 
 from service import logs
-from service.kafka.producer import PublishError, Publisher
+from service.kafka.producer import Publisher, PublishError
 from service.kafka.state_follower import StateFollower
 from service.metrics import Metrics
 from service.rooms.errors import MORE_INFO, TwilioError

@@ -26,7 +26,7 @@ from service import logs
 from service.callbacks import signature
 from service.callbacks.parse import ALLOWED_METHODS, CallbackParseError, parse_callback, require
 from service.events import cloudevents, record as records
-from service.http.app import ROOM_SID, METRICS, PUBLISHER, SETTINGS, json_response
+from service.http.app import METRICS, PUBLISHER, ROOM_SID, SETTINGS, json_response
 from service.kafka.producer import PublishError, RecordRejected
 
 log = logs.get("roomevents.callbacks")

@@ -6,7 +6,6 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from service.http.app import METRICS, STATE, json_response
-
 from service.metrics import CONTENT_TYPE
 
 READINESS = web.AppKey("readiness", object)

@@ -46,7 +46,7 @@ import orjson
 from aiohttp import web
 
 from service.events import cloudevents, record as records
-from service.http.app import ROOM_SID, FOLLOWER, PUBLISHER, SETTINGS, json_response
+from service.http.app import FOLLOWER, PUBLISHER, ROOM_SID, SETTINGS, json_response
 from service.http.auth import check_basic
 from service.rooms import params as room_params
 from service.rooms.errors import TwilioError, not_found

@@ -16,7 +16,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from service import logs
 from service.events import cloudevents, record as records
-from service.kafka.producer import PublishError, Publisher
+from service.kafka.producer import Publisher, PublishError
 from service.materializer.partitions import OwnedPartitions
 from service.state.book import RoomBook
 from service.state.fold import render

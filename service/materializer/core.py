@@ -18,7 +18,7 @@ from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
 from service import logs
-from service.kafka.producer import PublishError, Publisher
+from service.kafka.producer import Publisher, PublishError
 from service.materializer import batch
 from service.materializer.commits import CommitPipeline
 from service.materializer.gauges import Gauges
@@ -170,7 +170,7 @@ class Materializer:
         self._ready = False
         try:
             await self._commits.drain()
-        except Exception as exc:  # noqa: BLE001 - its offsets stay uncommitted: it is redone
+        except Exception as exc:  # its offsets stay uncommitted: it is redone
             log.error("pending batch failed too", error=repr(exc))
         delay = 0.5
         while not self._stopping.is_set():
@@ -205,7 +205,7 @@ class Materializer:
             self._ready = False
             try:
                 await self._commits.drain()
-            except Exception as exc:  # noqa: BLE001 - its offsets stay uncommitted: the next owner redoes the batch
+            except Exception as exc:  # its offsets stay uncommitted: the next owner redoes the batch
                 log.warning("last batch before revocation failed", error=repr(exc))
             finally:
                 for tp in revoked:
@@ -221,7 +221,7 @@ class Materializer:
         async with self._batch_lock:
             try:
                 await self._rebuild(assigned)
-            except Exception as exc:  # noqa: BLE001 - the loop retries: see NeedsRebuild
+            except Exception as exc:  # the loop retries: see NeedsRebuild
                 log.error("rebuild on assignment failed; the loop will retry", error=repr(exc),
                           exc_info=not isinstance(exc, _EXPECTED))
                 self._rebuild_failed = True

@@ -60,7 +60,7 @@ class Timers:
                 try:
                     await self._publisher.publish(self._settings.events_topic, records.partition_key(event),
                                                   records.encode(event), cloudevents.event_headers(event))
-                except Exception as exc:  # noqa: BLE001 - any failure: the next scan tries again
+                except Exception as exc:  # any failure: the next scan tries again
                     log.warning("timer publish failed; will retry", room_sid=sid, error=repr(exc))
                     continue
                 self._sent.add(sid)

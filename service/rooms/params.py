@@ -578,7 +578,7 @@ def _status_callback(url: str | None) -> str | None:
     else:
         try:
             parts = urlsplit(url)
-            parts.port  # raises ValueError on a malformed port
+            _ = parts.port  # raises ValueError on a malformed port
         except ValueError:
             problem = "is not a valid URL"
         else:

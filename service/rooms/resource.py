@@ -91,7 +91,7 @@ def decode_token(token: str, shape: Sequence[type]) -> tuple[str, Key]:
     except (binascii.Error, ValueError):
         raise bad from None
     if (not isinstance(key, list) or len(key) != len(shape)
-            or not all(type(v) is t for v, t in zip(key, shape))):
+            or not all(type(v) is t for v, t in zip(key, shape, strict=True))):
         raise bad
     return token[1], tuple(key)
 

@@ -10,8 +10,16 @@ from __future__ import annotations
 from typing import Any, Iterable, Mapping
 
 from service.events import record as records
-from service.state.fold import (RoomState, date_created_ms, fold, mark_failed, order_of, participant_edges,
-                                status, unique_name)
+from service.state.fold import (
+    RoomState,
+    date_created_ms,
+    fold,
+    mark_failed,
+    order_of,
+    participant_edges,
+    status,
+    unique_name,
+)
 
 UNIQUE_NAME_TAKEN = "unique-name-taken"
 

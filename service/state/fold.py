@@ -13,8 +13,7 @@ from typing import Any, Mapping, Optional, TypeVar
 
 from service.events import record as _record
 from service.events.shapes import FoldedEvent, ParticipantFields, RecordingFields, TrackFields
-from service.state.shapes import (Ended, Order, ParticipantState, RecordingState, RoomState, Stamped,
-                                  TrackState)
+from service.state.shapes import Ended, Order, ParticipantState, RecordingState, RoomState, Stamped, TrackState
 
 __all__ = ["RESOURCE_FIELDS", "Ended", "Order", "RoomState", "Stamped", "date_created_ms", "empty", "end_ms",
            "end_reason", "fold", "mark_failed", "order_of", "participant_edges", "participant_interval",
