@@ -10,7 +10,7 @@ from pathlib import Path
 DOMAIN = ["service.rooms.params", "service.rooms.errors", "service.rooms.resource", "service.events.record",
           "service.events.cloudevents", "service.callbacks.signature", "service.callbacks.parse",
           "service.state.fold", "service.state.book", "service.state.index", "service.events.shapes",
-          "service.events.schema", "service.state.shapes"]
+          "service.events.schema", "service.state.shapes", "service.state.views", "service.state.render"]
 
 
 def test_domain_modules_import_no_io_libraries():

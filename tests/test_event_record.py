@@ -202,7 +202,8 @@ def test_any_signed_callback_becomes_a_valid_record_with_a_stable_id(extra, even
 
 def test_decode_for_fold_keeps_what_the_fold_reads_and_refuses_what_decode_refuses():
     from service.events import record as records
-    from service.state.fold import fold, render
+    from service.state.fold import fold
+    from service.state.render import render
 
     params = {"AccountSid": ["AC" + "a1" * 16], "RoomSid": ["RM" + "1" * 32], "RoomName": ["n"],
               "StatusCallbackEvent": ["participant-connected"], "ParticipantSid": ["PA" + "2" * 32],

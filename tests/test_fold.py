@@ -19,7 +19,9 @@ from service.events.record import (
     room_ended,
 )
 from service.rooms.params import parse_create_form
-from service.state.fold import RESOURCE_FIELDS, fold, render, status
+from service.state.fold import fold
+from service.state.render import RESOURCE_FIELDS, render
+from service.state.views import status
 
 ACCOUNT = "AC" + "0" * 31 + "1"
 SID = "RM" + "a" * 32

@@ -14,7 +14,7 @@ from service.kafka.state_follower import StateFollower
 from service.metrics import Metrics
 from service.runtime import MaterializerService
 from service.state.book import RoomBook
-from service.state.fold import render
+from service.state.render import render
 from tests import streams
 from tests.helpers import read_topic, service_env, wait_until
 

@@ -19,7 +19,7 @@ from service.events import cloudevents, record as records
 from service.kafka.producer import Publisher, PublishError
 from service.materializer.partitions import OwnedPartitions
 from service.state.book import RoomBook
-from service.state.fold import render
+from service.state.render import render
 
 log = logs.get(__name__)
 

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
 from service.state.book import RoomBook
-from service.state.fold import status
+from service.state.views import status
 
 
 class OwnedPartitions:

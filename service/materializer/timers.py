@@ -17,7 +17,7 @@ from service.kafka.producer import Publisher
 from service.materializer.partitions import OwnedPartitions
 from service.settings import Settings
 from service.state.book import timer_due, timer_event
-from service.state.fold import status
+from service.state.views import status
 
 log = logs.get(__name__)
 

@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 import orjson
 
 from service.rooms.errors import TwilioError
-from service.state.fold import RESOURCE_FIELDS
+from service.state.render import RESOURCE_FIELDS
 
 # The sub-resources Twilio links from a room. Only Participants is served here; the others answer
 # 404 (Twilio JSON) until recordings/transcriptions are modelled.
