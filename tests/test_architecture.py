@@ -10,7 +10,8 @@ from pathlib import Path
 DOMAIN = ["service.rooms.params", "service.rooms.errors", "service.rooms.resource", "service.events.record",
           "service.events.cloudevents", "service.callbacks.signature", "service.callbacks.parse",
           "service.state.fold", "service.state.book", "service.state.index", "service.events.shapes",
-          "service.events.schema", "service.state.shapes", "service.state.views", "service.state.render"]
+          "service.events.schema", "service.state.shapes", "service.state.views", "service.state.render",
+          "service.rooms.limits", "service.rooms.fields", "service.rooms.normalize"]
 
 
 def test_domain_modules_import_no_io_libraries():
