@@ -92,6 +92,16 @@ class Materializer:
         """Records consumed (folded or dead-lettered), for benchmarks and logs."""
         return self._processed
 
+    @property
+    def timers_sent(self) -> frozenset[str]:
+        """Rooms ended by a timer whose room-ended has not come back through the topic yet."""
+        return self._timers.sent
+
+    async def scan_timers_now(self) -> None:
+        """The timer scan at once, between batches (the loop runs it at most once a second)."""
+        async with self._batch_lock:
+            await self._timers.maybe_fire(self._ready, self._partitions, self._consumer.highwater, now=True)
+
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:

@@ -32,12 +32,17 @@ class Timers:
         self._sent: set[str] = set()  # rooms whose room-ended was published and has not come back yet
         self._last_scan = 0.0
 
+    @property
+    def sent(self) -> frozenset[str]:
+        return frozenset(self._sent)
+
     async def maybe_fire(self, ready: bool, partitions: OwnedPartitions,
-                         highwater: Callable[[TopicPartition], int | None]) -> None:
+                         highwater: Callable[[TopicPartition], int | None], *, now: bool = False) -> None:
+        """Scan (at most once a second, or at once with `now`) and publish what is due."""
         if not self._settings.timers_enabled:
             return
         wall = time.monotonic()
-        if wall - self._last_scan < TIMER_INTERVAL_S:
+        if wall - self._last_scan < TIMER_INTERVAL_S and not now:
             return
         self._last_scan = wall
         if not ready:
