@@ -62,15 +62,16 @@ async def test_concurrent_creates_at_two_ingresses_yield_one_room(kafka_bootstra
                     async with http.get(f"{winner_base}/v1/Rooms/{unique}", headers=basic_auth()) as resp:
                         assert resp.status == 200 and (await resp.json())["sid"] == sid
                     for ingress in ingresses.values():
-                        await wait_until(lambda: (ingress.follower.index.in_progress_with_name(unique) or {})  # noqa: B023 - awaited here
-                                         .get("sid") == sid)  # noqa: B023
+                        await wait_until(lambda ingress=ingress, unique=unique, sid=sid:
+                                         (ingress.follower.index.in_progress_with_name(unique) or {}).get("sid") == sid)
 
                     # Completed: the name is free again, and again exactly one create wins.
                     async with http.post(f"{bases[round_number % 2]}/v1/Rooms/{sid}", data={"Status": "completed"},
                                          headers=basic_auth()) as resp:
                         assert resp.status == 202, await resp.text()
                     other = bases[(round_number + 1) % 2]
-                    await wait_until(lambda: ingresses[other].follower.index.in_progress_with_name(unique) is None)  # noqa: B023
+                    await wait_until(lambda other=other, unique=unique:
+                                     ingresses[other].follower.index.in_progress_with_name(unique) is None)
                     _, again = await _race(http, bases, unique)
                     assert again != sid
 
