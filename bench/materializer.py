@@ -17,7 +17,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from service import logs  # noqa: E402
-from service.events import cloudevents, record as records  # noqa: E402
+from service.events import (
+    cloudevents,  # noqa: E402
+    record as records,
+)
 from service.kafka.broker import EmbeddedBroker  # noqa: E402
 from service.kafka.topics import ensure_topics  # noqa: E402
 from service.metrics import Metrics  # noqa: E402

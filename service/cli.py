@@ -4,9 +4,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import sys
+from types import FrameType
+from typing import Protocol
 
 from service import logs, settings as settings_module
-from service.settings import DEV_AUTH_TOKEN
+from service.settings import DEV_AUTH_TOKEN, Settings
 
 HELP = """\
 roomevents: Twilio Video room events, durably on Kafka, with materialized room state.
@@ -92,7 +94,13 @@ def _port_problem(host: str, port: int, variable: str) -> str | None:
     return None
 
 
-async def _run_until_stopped(*services) -> None:
+class Service(Protocol):
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+async def _run_until_stopped(*services: Service) -> None:
     from service.runtime import install_signal_handlers
 
     stop = asyncio.Event()
@@ -108,13 +116,13 @@ async def _run_until_stopped(*services) -> None:
             await service.stop()
 
 
-async def _ingress_worker(cfg) -> None:
+async def _ingress_worker(cfg: Settings) -> None:
     from service.runtime import IngressServer
 
     await _run_until_stopped(IngressServer(cfg))
 
 
-async def _ingress(cfg) -> None:
+async def _ingress(cfg: Settings) -> None:
     from service.kafka.topics import ensure_topics
 
     await ensure_topics(cfg)
@@ -122,7 +130,7 @@ async def _ingress(cfg) -> None:
         await _ingress_worker(cfg)
 
 
-def _fork_ingress_workers(cfg) -> int:
+def _fork_ingress_workers(cfg: Settings) -> int:
     """ROOMEVENTS_WORKERS > 1: fork the workers (before any event loop exists), forward SIGTERM and
     SIGINT to them, and exit with the worst of their exit codes."""
     import os
@@ -141,7 +149,7 @@ def _fork_ingress_workers(cfg) -> int:
             os._exit(code)
         children.append(pid)
 
-    def forward(signum, _frame):
+    def forward(signum: int, _frame: FrameType | None) -> None:
         for child in children:
             try:
                 os.kill(child, signum)
@@ -157,7 +165,7 @@ def _fork_ingress_workers(cfg) -> int:
     return worst
 
 
-async def _materializer(cfg) -> None:
+async def _materializer(cfg: Settings) -> None:
     from service.kafka.topics import ensure_topics
     from service.runtime import MaterializerService
 
@@ -165,7 +173,7 @@ async def _materializer(cfg) -> None:
     await _run_until_stopped(MaterializerService(cfg))
 
 
-async def _topics(cfg) -> None:
+async def _topics(cfg: Settings) -> None:
     from service.kafka.topics import ensure_topics
 
     await ensure_topics(cfg)
@@ -193,7 +201,7 @@ def _dev_broker(cfg):
     return EmbeddedBroker().start(), note
 
 
-async def _dev(cfg) -> None:
+async def _dev(cfg: Settings) -> None:
     from service.kafka.broker import EmbeddedBroker
     from service.kafka.topics import ensure_topics
     from service.metrics import Metrics
@@ -223,10 +231,10 @@ async def _dev(cfg) -> None:
             "  stop            Ctrl-C\n")
 
         class Banner:
-            async def start(self):
+            async def start(self) -> None:
                 print(banner, flush=True)
 
-            async def stop(self):
+            async def stop(self) -> None:
                 pass
 
         await _run_until_stopped(materializer, ingress, Banner())

@@ -108,7 +108,7 @@ class MaterializerService:
 
     async def readiness(self) -> dict:
         m = self.materializer
-        return {"ready": m.ready, "partitions": sorted(m.books)}
+        return {"ready": m.ready, "partitions": list(m.partitions)}
 
     async def start(self) -> None:
         await self.materializer.start()

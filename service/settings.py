@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 # Fixed development credentials, printed by `roomevents dev` when none are set. Never valid in Twilio.
@@ -167,7 +167,7 @@ class Settings:
     # `roomevents dev`: the folder that keeps the embedded broker's data between runs, or "memory".
     dev_data: str = ".dev-data"
 
-    def with_overrides(self, **changes) -> "Settings":
+    def with_overrides(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
 
     @property
@@ -182,7 +182,10 @@ class Settings:
         return f"http://{host}:{self.port}"
 
 
-def _number(env: Mapping[str, str], name: str, default, lo, hi, parse, kind: str):
+N = TypeVar("N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: N, lo: N, hi: N, parse: Callable[[str], N], kind: str) -> N:
     raw = env.get(name)
     if raw is None or raw == "":
         return default

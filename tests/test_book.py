@@ -4,7 +4,9 @@ from __future__ import annotations
 from service.events.record import format_ms, from_callback, parse_timestamp_ms, room_created, room_ended
 from service.rooms.params import parse_create_form
 from service.state.book import UNIQUE_NAME_TAKEN, RoomBook, timer_due, timer_event
-from service.state.fold import fold, render, status
+from service.state.fold import fold
+from service.state.render import render
+from service.state.views import status
 
 ACCOUNT = "AC" + "0" * 31 + "1"
 A, B, C = ("RM" + ch * 32 for ch in "abc")

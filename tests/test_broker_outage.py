@@ -23,7 +23,7 @@ from service.kafka.broker import EmbeddedBroker, free_port
 from service.kafka.topics import ensure_topics
 from service.metrics import Metrics
 from service.runtime import IngressServer
-from tests.conftest import invalid_event_records, make_settings, read_topic, wait_until
+from tests.helpers import invalid_event_records, make_settings, read_topic, wait_until
 from tests.test_callbacks_http import callback_params, twilio_request
 
 PRODUCE_TIMEOUT_MS = 1000

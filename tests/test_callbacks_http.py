@@ -17,7 +17,7 @@ from service.callbacks.signature import HMAC_SHA256, compute_signature
 from service.events import record as records
 from service.metrics import Metrics
 from service.runtime import IngressServer
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, read_topic, running_system, wait_until
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, read_topic, running_system, wait_until
 
 ROOM_SID = "RM" + "b2" * 16
 PARTICIPANT_SID = "PA" + "c3" * 16
@@ -390,7 +390,7 @@ async def test_duplicate_callback_has_the_same_event_id(settings):
 async def test_a_room_and_its_unique_name_share_one_partition(settings):
     """REST commands and callbacks of a room, and of every room that uses the same unique name, are
     keyed by the unique name: one partition, in order. A room without a unique name is keyed by its SID."""
-    from tests.conftest import basic_auth
+    from tests.helpers import basic_auth
 
     async with running_system(settings) as (ingress, _), aiohttp.ClientSession() as http:
         target = ingress.url + settings.callback_path

@@ -18,7 +18,7 @@ import pytest
 
 from service import cli, settings as settings_module
 from service.kafka.broker import free_port
-from tests.conftest import service_env, wait_ready
+from tests.helpers import service_env, wait_ready
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 TWILIO = ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY")

@@ -8,7 +8,7 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 
 from service.events import cloudevents, record as records
-from tests.conftest import ACCOUNT_SID, read_topic
+from tests.helpers import ACCOUNT_SID, read_topic
 from tests.test_callbacks_http import callback_params, ingress_only, send, twilio_request
 
 ROOM = "RM" + "ef" * 16

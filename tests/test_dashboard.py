@@ -23,7 +23,7 @@ from service.events import record as records
 from service.metrics import Metrics
 from service.runtime import IngressServer, MaterializerService
 from tests import streams
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, basic_auth, running_system, wait_until
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, basic_auth, running_system, wait_until
 
 CHROMIUM = os.environ.get("ROOMEVENTS_CHROMIUM", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

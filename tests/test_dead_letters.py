@@ -7,7 +7,7 @@ import time
 import orjson
 
 from service.events import record as records
-from tests.conftest import read_topic
+from tests.helpers import read_topic
 from tests.test_callbacks_http import callback_params, ingress_only, send, twilio_request
 
 HUGE = 1536 * 1024  # over the producer's 1 MiB max_request_size

@@ -10,7 +10,7 @@ from aiokafka import AIOKafkaConsumer
 
 from service.callbacks.signature import compute_signature
 from service.events.record import decode
-from tests.conftest import AUTH_TOKEN, basic_auth, running_system, wait_until
+from tests.helpers import AUTH_TOKEN, basic_auth, running_system, wait_until
 
 
 async def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 15.0):

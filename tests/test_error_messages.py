@@ -9,7 +9,7 @@ import pytest
 
 from service.http.auth import check_basic
 from service.rooms.errors import INVALID_CREDENTIALS, MALFORMED_CREDENTIALS, NO_CREDENTIALS, TwilioError
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, basic_auth
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, basic_auth
 from tests.test_callbacks_http import callback_params, ingress_only, send, twilio_request
 
 

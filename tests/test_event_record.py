@@ -9,7 +9,7 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from service.events import record as records
 from tests import streams
-from tests.conftest import ACCOUNT_SID, event_schema_validator
+from tests.helpers import ACCOUNT_SID, event_schema_validator
 
 VALIDATOR = event_schema_validator()
 ROOM = "RM" + "ab" * 16
@@ -202,7 +202,8 @@ def test_any_signed_callback_becomes_a_valid_record_with_a_stable_id(extra, even
 
 def test_decode_for_fold_keeps_what_the_fold_reads_and_refuses_what_decode_refuses():
     from service.events import record as records
-    from service.state.fold import fold, render
+    from service.state.fold import fold
+    from service.state.render import render
 
     params = {"AccountSid": ["AC" + "a1" * 16], "RoomSid": ["RM" + "1" * 32], "RoomName": ["n"],
               "StatusCallbackEvent": ["participant-connected"], "ParticipantSid": ["PA" + "2" * 32],
@@ -222,3 +223,31 @@ def test_decode_for_fold_keeps_what_the_fold_reads_and_refuses_what_decode_refus
                 assert message in str(exc), (decoder.__name__, bad, str(exc))
             else:
                 raise AssertionError(f"{decoder.__name__} accepted {bad!r}")
+
+
+def test_shapes_the_fold_cannot_take_are_record_errors_for_both_decoders():
+    """Decodable but malformed: refused at the decode boundary as RecordError (poison), so that any
+    other error while folding is a bug, never a reason to dead-letter."""
+    good = records.from_callback(cb(StatusCallbackEvent="participant-connected", ParticipantSid="PA1",
+                                    TrackSid="MT1", RecordingSid="RT1"), 0)
+    assert records.decode_for_fold(records.encode(good))["participant"]["sid"] == "PA1"
+    created = records.room_created(ACCOUNT_SID, ROOM, {"unique_name": "daily", "unused_room_timeout": 3}, 0, {})
+    assert records.decode_for_fold(records.encode(created))["config"]["unique_name"] == "daily"
+    # (record, what the error names, whether decode() refuses it too: it checks identity, not types)
+    cases = [
+        (good | {"participant": {"identity": "x"}}, "KeyError", True),
+        (good | {"track": {"kind": "audio"}}, "KeyError", True),
+        (good | {"recording": {"sid": 5}}, "recording", True),
+        (good | {"participant": "PA1"}, "participant", True),
+        (good | {"room": {"status": "in-progress", "duration": "600"}}, "duration", False),
+        (good | {"occurred_at_ms": "soon"}, "occurred_at_ms", False),
+        (created | {"config": {"unique_name": ["daily"]}}, "unique_name", True),
+        (created | {"config": {"unused_room_timeout": "ten"}}, "unused_room_timeout", True),
+    ]
+    for bad, message, refused_by_decode in cases:
+        raw = orjson.dumps(bad)
+        with pytest.raises(records.RecordError, match=message):
+            records.decode_for_fold(raw)
+        if refused_by_decode:
+            with pytest.raises(records.RecordError, match=message):
+                records.decode(raw)

@@ -13,7 +13,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from service.events import cloudevents, record as records
-from tests.conftest import event_schema_validator, invalid_event_records, read_topic
+from tests.helpers import event_schema_validator, invalid_event_records, read_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_FILE = ROOT / "docs" / "room-event.schema.json"

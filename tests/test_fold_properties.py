@@ -19,7 +19,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from service.events.record import format_ms, from_callback, parse_timestamp_ms, room_created, room_ended
 from service.rooms.params import parse_create_form
 from service.state.book import RoomBook, timer_due
-from service.state.fold import fold, order_of, render, status
+from service.state.fold import fold, order_of
+from service.state.render import render
+from service.state.views import status
 
 ACCOUNT = "AC" + "0" * 31 + "1"
 T0 = parse_timestamp_ms("2030-01-01T00:00:00.000Z")

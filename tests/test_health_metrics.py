@@ -8,7 +8,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.callbacks.signature import compute_signature
 from service.metrics import Metrics
 from service.runtime import MaterializerService
-from tests.conftest import AUTH_TOKEN, basic_auth, running_system, wait_until
+from tests.helpers import AUTH_TOKEN, basic_auth, running_system, wait_until
 
 
 def samples(text: str) -> dict[tuple, float]:

@@ -10,13 +10,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from service.metrics import Metrics
 from service.kafka.state_follower import StateFollower
+from service.metrics import Metrics
 from service.runtime import MaterializerService
 from service.state.book import RoomBook
-from service.state.fold import render
+from service.state.render import render
 from tests import streams
-from tests.conftest import service_env, wait_until
+from tests.helpers import read_topic, service_env, wait_until
 
 
 def clean_run(events: list[dict]) -> dict[str, dict]:
@@ -155,7 +155,7 @@ async def test_a_failed_rebuild_is_retried_before_anything_is_folded(settings, m
     be folded onto the missing state; the loop rebuilds, seeks back, and the result equals a clean run."""
     from aiokafka.errors import KafkaConnectionError
 
-    from service.materializer import Materializer
+    from service.materializer.recovery import Recovery
 
     settings = settings.with_overrides(timers_enabled=False)
     events = streams.interleaved(20, seed=4)
@@ -169,7 +169,7 @@ async def test_a_failed_rebuild_is_retried_before_anything_is_folded(settings, m
     finally:
         await first.stop()
 
-    original, calls = Materializer.rebuild, []
+    original, calls = Recovery.rebuild, []
 
     async def flaky(self, assigned):
         calls.append(sorted(tp.partition for tp in assigned))
@@ -177,7 +177,7 @@ async def test_a_failed_rebuild_is_retried_before_anything_is_folded(settings, m
             raise KafkaConnectionError("broker unreachable during rebuild (injected)")
         return await original(self, assigned)
 
-    monkeypatch.setattr(Materializer, "rebuild", flaky)
+    monkeypatch.setattr(Recovery, "rebuild", flaky)
     await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, events[half:])
     second = MaterializerService(settings, Metrics(), serve_health=False)
     await second.start()
@@ -186,4 +186,37 @@ async def test_a_failed_rebuild_is_retried_before_anything_is_folded(settings, m
         assert len(calls) >= 2  # the failed rebuild was retried
     finally:
         await second.stop()
+        await follower.stop()
+
+
+async def test_a_bug_in_the_fold_does_not_dead_letter_valid_records(settings, monkeypatch):
+    """Only records.RecordError is poison. A fold that raises anything else (here ZeroDivisionError, once)
+    is a bug: the batch is redone from the committed offsets, nothing is dead-lettered or skipped."""
+    from service.state import book as book_module
+
+    settings = settings.with_overrides(timers_enabled=False)
+    events = streams.interleaved(6, seed=5)
+    expected = clean_run(events)  # before the fold is broken
+    victim = events[len(events) // 2]["event_id"]
+    original, raised = book_module.fold, []
+
+    def buggy(state, event):
+        if event["event_id"] == victim and not raised:
+            raised.append(victim)
+            raise ZeroDivisionError("injected bug in the fold")
+        return original(state, event)
+
+    monkeypatch.setattr(book_module, "fold", buggy)
+    follower = await follow(settings)
+    service = MaterializerService(settings, Metrics(), serve_health=False)
+    await service.start()
+    try:
+        await wait_until(lambda: service.materializer.ready, timeout=30)
+        await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, events)
+        await wait_for_states(follower, expected)
+        assert raised == [victim]
+        assert service.metrics.registry.get_sample_value("roomevents_dead_letters_total", {"reason": "poison"}) is None
+        assert await read_topic(settings.kafka_bootstrap_servers, settings.dead_letter_topic) == []
+    finally:
+        await service.stop()
         await follower.stop()

@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import uuid
 from importlib import resources
-from urllib.parse import urlencode, urlsplit, parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 import orjson
@@ -19,7 +19,7 @@ from openapi_spec_validator import validate as validate_spec
 from service.callbacks.signature import compute_signature
 from service.events.record import format_ms
 from service.kafka.topics import ensure_topics
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, basic_auth, make_settings, running_system, wait_until
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, basic_auth, make_settings, running_system, wait_until
 
 FORM = "application/x-www-form-urlencoded"
 # Statuses a healthy system does not produce on demand.

@@ -12,7 +12,8 @@ from hypothesis import given, settings as hsettings, strategies as st
 from service.events.record import format_ms, from_callback
 from service.state.book import RoomBook
 from service.state.changelog import decode_room, encode_room
-from service.state.fold import render, status
+from service.state.render import render
+from service.state.views import status
 from service.state.retention import OLDER_THAN_RETENTION, ROOM_RETIRED
 
 ACCOUNT = "AC" + "0" * 31 + "1"

@@ -18,10 +18,10 @@ from service.metrics import Metrics
 from service.rooms.params import parse_create_form
 from service.runtime import IngressServer
 from service.state.book import RoomBook
-from service.state.fold import render
+from service.state.render import render
 from service.state.index import RoomIndex
 from service.state.room_keys import RoomKeyResolver
-from tests.conftest import basic_auth, read_topic, running_system, wait_until
+from tests.helpers import basic_auth, read_topic, running_system, wait_until
 from tests.test_end_to_end import signed
 
 PARTITIONS = 3

@@ -25,8 +25,8 @@ from service.kafka.topics import ensure_topics
 from service.metrics import Metrics
 from service.rooms.errors import TwilioError
 from service.rooms.resource import Window, decode_token, encode_token, page_meta, window
-from service.state.fold import RESOURCE_FIELDS
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, basic_auth, make_settings, running_system, wait_until
+from service.state.render import RESOURCE_FIELDS
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, basic_auth, make_settings, running_system, wait_until
 
 PUBLIC = "https://rooms.example.test"
 SECONDARY = "secondary-test-token"

@@ -11,7 +11,7 @@ import aiohttp
 from service.callbacks.signature import compute_signature
 from service.events.record import callback_event_id, decode, format_ms
 from service.kafka.broker import free_port
-from tests.conftest import read_topic, service_env, wait_ready, wait_until
+from tests.helpers import read_topic, service_env, wait_ready, wait_until
 
 
 async def test_sigterm_under_load_loses_no_acknowledged_callback(settings):

@@ -8,7 +8,7 @@ import time
 import aiohttp
 import orjson
 
-from tests.conftest import basic_auth, running_system, wait_until
+from tests.helpers import basic_auth, running_system, wait_until
 
 
 async def read_events(response: aiohttp.ClientResponse, until, timeout: float = 20.0) -> list[dict]:
@@ -98,9 +98,7 @@ async def test_timers_can_be_turned_off(settings):
             aiohttp.ClientSession() as http:
         async with http.post(f"{ingress.url}/v1/Rooms", data={"UniqueName": "kept"}, headers=basic_auth()) as resp:
             sid = (await resp.json())["sid"]
-        service.materializer._last_timer_scan = 0.0  # the scan runs now, not a second from now
-        async with service.materializer.batch_lock:
-            await service.materializer.maybe_fire_timers()
+        await service.materializer.scan_timers_now()  # the scan runs now, not a second from now
         await wait_until(lambda: service.materializer.ready)
         assert ingress.follower.index.docs[sid]["status"] == "in-progress"
         assert service.materializer.timers_sent == set()

@@ -18,7 +18,7 @@ from twilio.rest import Client
 from service.callbacks.signature import compute_signature
 from service.events.record import format_ms
 from service.kafka.topics import ensure_topics
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, make_settings, running_system, wait_until
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, make_settings, running_system, wait_until
 
 TYPES = {"group": 50, "group-small": 4, "peer-to-peer": 10, "go": 2}
 

@@ -17,9 +17,20 @@ import msgspec
 import orjson
 
 from service.events.schema import SCHEMA_ID, SCHEMA_PATH, json_schema, schema_text
-from service.events.shapes import (END_REASONS, IDENTIFIED, ROOM_EVENTS, SCHEMA_VERSION, SOURCES, ConfigFields,
-                                   FoldedEvent, ParticipantFields, RecordingFields, RoomEvent, RoomFields,
-                                   TrackFields)
+from service.events.shapes import (
+    END_REASONS,
+    IDENTIFIED,
+    ROOM_EVENTS,
+    SCHEMA_VERSION,
+    SOURCES,
+    ConfigFields,
+    FoldedEvent,
+    ParticipantFields,
+    RecordingFields,
+    RoomEvent,
+    RoomFields,
+    TrackFields,
+)
 
 __all__ = [  # the record's shape and schema live next door; this is the module callers import
     "END_REASONS", "ROOM_EVENTS", "SCHEMA_ID", "SCHEMA_PATH", "SCHEMA_VERSION", "SOURCES", "FoldedEvent",

@@ -30,7 +30,7 @@ from urllib.parse import urlencode
 import orjson
 
 from service.rooms.errors import TwilioError
-from service.state.fold import RESOURCE_FIELDS
+from service.state.render import RESOURCE_FIELDS
 
 # The sub-resources Twilio links from a room; all are served (Transcriptions as an empty list).
 ROOM_LINKS = (("participants", "Participants"), ("recordings", "Recordings"),
@@ -138,7 +138,7 @@ def decode_token(token: str, shape: Sequence[type]) -> tuple[str, Key]:
     except (binascii.Error, ValueError):
         raise bad from None
     if (not isinstance(key, list) or len(key) != len(shape)
-            or not all(type(v) is t for v, t in zip(key, shape))):
+            or not all(type(v) is t for v, t in zip(key, shape, strict=True))):
         raise bad
     return token[1], tuple(key)
 

@@ -16,9 +16,10 @@ from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from service.events import record as records
-from service.state.fold import (RoomState, date_created_ms, fold, mark_failed, order_of, participant_edges,
-                                status, unique_name)
+from service.state.fold import fold, mark_failed, order_of
 from service.state.retention import Retention, event_time
+from service.state.shapes import RoomState
+from service.state.views import date_created_ms, participant_edges, status, unique_name
 
 UNIQUE_NAME_TAKEN = "unique-name-taken"
 

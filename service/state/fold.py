@@ -5,36 +5,20 @@ one total order, (occurred_at_ms, sequence_number, event_id). So the same set of
 order and with any duplicates, folds to the same state; replaying the topic equals the live run.
 Twilio's Timestamp orders events, never arrival. Completed and failed are final because they
 derive from the mere presence of an end (or failure), which no later event can take away.
+What a state means (status, end time...) is in views.py, the room document in render.py.
 """
 from __future__ import annotations
 
-from functools import lru_cache
 from typing import Any, Mapping, Optional, TypeVar
 
-from service.events import record as _record
 from service.events.shapes import FoldedEvent, ParticipantFields, RecordingFields, TrackFields
-from service.state.shapes import (Ended, Order, ParticipantState, RecordingState, RoomState, Stamped,
-                                  TrackState)
+from service.state.shapes import Ended, Order, ParticipantState, RecordingState, RoomState, Stamped, TrackState
 
-__all__ = ["RESOURCE_FIELDS", "Ended", "Order", "RoomState", "Stamped", "date_created_ms", "empty", "end_ms",
-           "end_reason", "fold", "mark_failed", "order_of", "participant_edges", "participant_interval",
-           "peak_concurrency", "render", "status", "unique_name"]
-
-# Rendering formats the same instants again and again (a room's creation, each join): cache them.
-format_ms = lru_cache(maxsize=1 << 16)(_record.format_ms)
-format_twilio_date = lru_cache(maxsize=1 << 16)(_record.format_twilio_date)
+__all__ = ["Ended", "Order", "RoomState", "Stamped", "empty", "fold", "mark_failed", "order_of"]
 
 T = TypeVar("T")
 V = TypeVar("V", int, str)
 
-# Twilio room-resource fields, in Twilio's order; `url` and `links` are added by the read API.
-RESOURCE_FIELDS = (
-    "account_sid", "audio_only", "date_created", "date_updated", "duration", "empty_room_timeout",
-    "enable_turn", "end_time", "large_room", "max_concurrent_published_tracks",
-    "max_participant_duration", "max_participants", "media_region", "record_participants_on_connect",
-    "sid", "status", "status_callback", "status_callback_method", "type", "unique_name",
-    "unused_room_timeout", "video_codecs",
-)
 _RECORDING_STATUS = {"recording-started": (1, "processing"), "recording-completed": (2, "completed"),
                      "recording-failed": (3, "failed")}
 _TRACK_TOGGLES = {"track-added": True, "track-enabled": True, "track-disabled": False}
@@ -229,172 +213,3 @@ def _fold_recording(recordings: dict[str, RecordingState], r: RecordingFields,
     out = recordings.copy()
     out[sid] = new
     return out
-
-
-# ---------------------------------------------------------------- derived views of a state
-
-def status(s: RoomState) -> str:
-    if s["failed"] is not None:
-        return "failed"
-    if s["ended"] is not None or s["completed_seen"] is not None:
-        return "completed"
-    return "in-progress"
-
-
-def unique_name(s: RoomState) -> str:
-    if s["config"] is not None:
-        return s["config"].value.get("unique_name") or s["sid"]
-    return s["room_name"] or s["sid"]
-
-
-def date_created_ms(s: RoomState) -> int:
-    return _min(s["created_ms"], s["first_seen_ms"])
-
-
-def end_ms(s: RoomState) -> int | None:
-    if s["ended"] is not None:
-        return s["ended"].value.at_ms
-    if s["completed_seen"] is not None:
-        return s["completed_seen"].value
-    if s["failed"] is not None:
-        return s["failed"].order.at_ms
-    return None
-
-
-def end_reason(s: RoomState) -> str | None:
-    if s["ended"] is not None:
-        return s["ended"].value.reason
-    if s["completed_seen"] is not None:
-        return "callback"
-    return None
-
-
-def participant_interval(p: Mapping[str, Any]) -> tuple[int, int | None]:
-    """(joined, left) of one participant; a leave stamped before the join (clock skew) is the join."""
-    start = p["connected_ms"] if p["connected_ms"] is not None else p["first_seen_ms"]
-    left = p["disconnected_ms"]
-    if left is not None and left < start:
-        left = start
-    return start, left
-
-
-def participant_edges(participants: Mapping[str, Mapping[str, Any]]) -> list[tuple[int, int]]:
-    """Joins (+1) and leaves (-1) in time order; at one instant leaves sort before joins."""
-    edges = []
-    for p in participants.values():
-        start, left = participant_interval(p)
-        edges.append((start, 1))
-        if left is not None:
-            edges.append((left, -1))
-    edges.sort()
-    return edges
-
-
-def peak_concurrency(participants: Mapping[str, Mapping[str, Any]]) -> int:
-    """Most participants connected at the same instant, from their connect/disconnect times."""
-    peak = current = 0
-    for _, delta in participant_edges(participants):
-        current += delta
-        peak = max(peak, current)
-    return peak
-
-
-def recording_rules(config: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """A created room's recording rules: its RecordingRules, else what RecordParticipantsOnConnect
-    means (record everything, or no rule: nothing recorded)."""
-    rules = config.get("recording_rules")
-    if isinstance(rules, dict):
-        rules = rules.get("rules")
-    if rules is not None:
-        return [dict(rule) for rule in rules]
-    return [{"type": "include", "all": True}] if config.get("record_participants_on_connect") else []
-
-
-def render(s: RoomState) -> dict[str, Any]:
-    """The full room document for the state topic: the Twilio resource plus dashboard fields."""
-    config = s["config"].value if s["config"] is not None else {}
-    room_status = status(s)
-    created = date_created_ms(s)
-    ended = end_ms(s)
-    duration = None
-    if s["room_duration"] is not None and s["ended"] is not None:
-        duration = s["room_duration"]
-    elif ended is not None:
-        duration = max(0, (ended - created) // 1000)
-    last = s["last_order"]
-    updated = last.at_ms if last is not None else created
-
-    people = []
-    connected = 0
-    for sid, p in sorted(s["participants"].items()):
-        start, left = participant_interval(p)
-        is_connected = left is None and room_status == "in-progress"
-        connected += is_connected
-        p_end = left if left is not None else (max(ended, start) if room_status != "in-progress" else None)
-        p_duration = p["duration"] if p["duration"] is not None else (
-            None if p_end is None else max(0, (p_end - start) // 1000))
-        people.append({
-            "sid": sid, "identity": p["identity"],
-            "status": "connected" if is_connected else "disconnected",
-            "start_time": format_twilio_date(start), "end_time": format_twilio_date(p_end),
-            "duration": p_duration,
-        })
-
-    published = {"audio": 0, "video": 0, "data": 0}
-    tracks = []
-    participants = s["participants"]
-    for sid, t in sorted(s["tracks"].items()):
-        owner = participants.get(t["participant_sid"]) if t["participant_sid"] is not None else None
-        is_published = (t["removed_ms"] is None and room_status == "in-progress"
-                        and (owner is None or owner["disconnected_ms"] is None))
-        if is_published and t["kind"] in published:
-            published[t["kind"]] += 1
-        tracks.append({"sid": sid, "participant_sid": t["participant_sid"], "kind": t["kind"],
-                       "name": t["name"], "published": is_published,
-                       "enabled": t["enabled"].value if t["enabled"] is not None else None})
-
-    recordings = []
-    for sid, r in sorted(s["recordings"].items()):
-        rec_status = {0: "processing", 1: "processing", 2: "completed", 3: "failed"}[r["rank"]]
-        recordings.append({"sid": sid, "status": rec_status, "participant_sid": r["participant_sid"],
-                           "source_sid": r.get("source_sid"), "type": r.get("type"),
-                           "codec": r.get("codec"), "container": r.get("container"),
-                           "duration": r.get("duration"), "size": r.get("size"),
-                           "media_uri": r.get("media_uri"), "failure": r.get("failed_operation"),
-                           "track_name": r.get("track_name"),
-                           "offset": r.get("offset_from_twilio_video_epoch"),
-                           "media_external_location": r.get("media_external_location"),
-                           # When the recording started (else when it was first heard of).
-                           "date_created": format_twilio_date(r["started_ms"] if r["started_ms"] is not None
-                                                              else r.get("first_seen_ms"))})
-
-    doc = {key: config.get(key) for key in RESOURCE_FIELDS}
-    doc.update({
-        "account_sid": config.get("account_sid") or s["account_sid"],
-        "sid": s["sid"],
-        "status": room_status,
-        "type": config.get("type") or s["room_type"],
-        "unique_name": unique_name(s),
-        "enable_turn": True if s["config"] is not None else config.get("enable_turn"),
-        "date_created": format_twilio_date(created),
-        "date_updated": format_twilio_date(updated),
-        "end_time": format_twilio_date(ended),
-        "duration": duration,
-        # Dashboard fields beyond the Twilio resource.
-        "created_via": "api" if s["config"] is not None else "callback",
-        "end_reason": end_reason(s),
-        "failure_reason": s["failed"].value if s["failed"] is not None else None,
-        "date_created_ms": created,
-        "end_time_ms": ended,
-        "participants": people,
-        "connected_participants": connected,
-        "peak_concurrent_participants": peak_concurrency(s["participants"]),
-        "published_tracks": published,
-        "tracks": tracks,
-        "recordings": recordings,
-        "recording_rules": recording_rules(config) if s["config"] is not None else None,
-        "last_event": None if last is None else {
-            "event_id": last.event_id, "type": s["last_type"], "occurred_at": format_ms(last.at_ms),
-            "sequence_number": last.sequence},
-    })
-    return doc

@@ -21,7 +21,7 @@ from __future__ import annotations
 import heapq
 from typing import Any, Mapping
 
-from service.state.fold import end_ms, status
+from service.state.views import end_ms, status
 
 ROOM_RETIRED = "room-retired"
 # How far ahead of its receipt an event's own timestamp may move event time (clock skew).
