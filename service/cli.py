@@ -1,4 +1,5 @@
 """The `roomevents` command line."""
+
 from __future__ import annotations
 
 import argparse
@@ -135,9 +136,10 @@ async def _dev(cfg: Settings) -> None:
             f"  broker          {cfg.kafka_bootstrap_servers}{' (embedded Tansu, in memory)' if broker else ''}\n"
             f"  account SID     {cfg.twilio_account_sid}\n"
             f"  auth token      {cfg.twilio_auth_token if cfg.twilio_auth_token == DEV_AUTH_TOKEN else '(from TWILIO_AUTH_TOKEN, not shown)'}\n"
-            f"  try             curl -u \"{cfg.twilio_account_sid}:{shown_token}\" "
+            f'  try             curl -u "{cfg.twilio_account_sid}:{shown_token}" '
             f"-d Type=group -d UniqueName=demo {cfg.base_url()}/v1/Rooms\n"
-            "  stop            Ctrl-C\n")
+            "  stop            Ctrl-C\n"
+        )
 
         class Banner:
             async def start(self) -> None:
@@ -157,8 +159,9 @@ COMMANDS = {"dev": _dev, "ingress": _ingress, "materializer": _materializer, "to
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="roomevents", description=HELP,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="roomevents", description=HELP, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("command", choices=sorted(COMMANDS), help="what to run (see above)")
     args = parser.parse_args(argv)
     try:
@@ -176,8 +179,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     except KafkaConnectionError as exc:
-        print(f"roomevents: cannot reach Kafka at {cfg.kafka_bootstrap_servers} "
-              f"(KAFKA_BOOTSTRAP_SERVERS): {exc}", file=sys.stderr)
+        print(
+            f"roomevents: cannot reach Kafka at {cfg.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS): {exc}",
+            file=sys.stderr,
+        )
         return 1
     return 0
 

@@ -3,6 +3,7 @@
 A bad value raises SettingsError whose message names the variable; the CLI prints it on one line
 and exits 2.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,5 +1,6 @@
 """Design rules: domain code (room parameters, event records, signatures, the fold, the read index)
 imports neither aiohttp nor aiokafka, only the I/O shells do; and no import circles in service/."""
+
 from __future__ import annotations
 
 import ast
@@ -7,16 +8,34 @@ import subprocess
 import sys
 from pathlib import Path
 
-DOMAIN = ["service.rooms.params", "service.rooms.errors", "service.rooms.resource", "service.events.record",
-          "service.events.cloudevents", "service.callbacks.signature", "service.callbacks.parse",
-          "service.state.fold", "service.state.book", "service.state.index", "service.events.shapes",
-          "service.events.schema", "service.state.shapes", "service.state.views", "service.state.render",
-          "service.rooms.limits", "service.rooms.fields", "service.rooms.normalize"]
+DOMAIN = [
+    "service.rooms.params",
+    "service.rooms.errors",
+    "service.rooms.resource",
+    "service.events.record",
+    "service.events.cloudevents",
+    "service.callbacks.signature",
+    "service.callbacks.parse",
+    "service.state.fold",
+    "service.state.book",
+    "service.state.index",
+    "service.events.shapes",
+    "service.events.schema",
+    "service.state.shapes",
+    "service.state.views",
+    "service.state.render",
+    "service.rooms.limits",
+    "service.rooms.fields",
+    "service.rooms.normalize",
+]
 
 
 def test_domain_modules_import_no_io_libraries():
-    code = ("import sys\n" + "".join(f"import {m}\n" for m in DOMAIN) +
-            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'aiokafka')))")
+    code = (
+        "import sys\n"
+        + "".join(f"import {m}\n" for m in DOMAIN)
+        + "print(sorted(m for m in sys.modules if m.split('.')[0] in ('aiohttp', 'aiokafka')))"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]", out
 
@@ -61,6 +80,7 @@ def import_graph(root: Path) -> dict[str, set[str]]:
 def import_cycles(graph: dict[str, set[str]], exclude: tuple[str, ...] = ()) -> list[list[str]]:
     """The import circles (strongly connected components of more than one module), leaving out the
     modules under `exclude` and the edges to them."""
+
     def kept(module: str) -> bool:
         return not any(module == e or module.startswith(e + ".") for e in exclude)
 

@@ -146,9 +146,7 @@ class FoldedEvent(TypedDict, total=False):
         ),
     ]
     occurred_at_ms: Annotated[int, doc("occurred_at as epoch milliseconds.")]
-    sequence_number: Annotated[
-        Optional[int], doc("Twilio's SequenceNumber (internal to Twilio: not an ordering key).")
-    ]
+    sequence_number: Annotated[Optional[int], doc("Twilio's SequenceNumber (internal to Twilio: not an ordering key).")]
     room: Annotated[Optional[RoomFields], doc("Room fields carried by the event.")]
     participant: Annotated[
         Optional[ParticipantFields], doc("Participant fields; null unless the event carries a ParticipantSid.")
@@ -159,10 +157,7 @@ class FoldedEvent(TypedDict, total=False):
     ]
     config: Annotated[
         Optional[dict[str, Any]],
-        doc(
-            "The room's configuration (room resource fields, snake_case) on an api room-created; "
-            "null otherwise."
-        ),
+        doc("The room's configuration (room resource fields, snake_case) on an api room-created; null otherwise."),
     ]
     end_reason: Annotated[
         Optional[str],

@@ -1,4 +1,5 @@
 """The aiohttp application: middlewares (logging, metrics, load shedding, errors) and routes."""
+
 from __future__ import annotations
 
 import re
@@ -70,24 +71,42 @@ async def observe(request: web.Request, handler):
                 log.warning("publish failed", error=str(err))
                 response = unavailable("Event store unavailable; retry shortly")
             except web.HTTPException as exc:  # the router's 404/405, aiohttp's 413...
-                response = json_response({"code": 20404 if exc.status == 404 else exc.status * 100,
-                                          "message": exc.reason,
-                                          "more_info": MORE_INFO.format(code=20404 if exc.status == 404 else
-                                                                        exc.status * 100),
-                                          "status": exc.status}, exc.status,
-                                         headers={k: v for k, v in exc.headers.items() if k == "Allow"})
+                response = json_response(
+                    {
+                        "code": 20404 if exc.status == 404 else exc.status * 100,
+                        "message": exc.reason,
+                        "more_info": MORE_INFO.format(code=20404 if exc.status == 404 else exc.status * 100),
+                        "status": exc.status,
+                    },
+                    exc.status,
+                    headers={k: v for k, v in exc.headers.items() if k == "Allow"},
+                )
     except Exception:
         log.exception("unhandled error", method=request.method, path=request.path)
-        response = json_response({"code": 20500, "message": "Internal Server Error",
-                                  "more_info": "https://www.twilio.com/docs/errors/20500", "status": 500}, 500)
+        response = json_response(
+            {
+                "code": 20500,
+                "message": "Internal Server Error",
+                "more_info": "https://www.twilio.com/docs/errors/20500",
+                "status": 500,
+            },
+            500,
+        )
     finally:
         state["in_flight"] -= counted
         structlog.contextvars.unbind_contextvars("request_id")
     elapsed_ms = (time.perf_counter() - started) * 1000
     metrics.http_requests.labels(route, request.method, str(response.status)).inc()
     if route not in ("/healthz", "/readyz", "/metrics"):
-        log.info("request", method=request.method, path=request.path, status=response.status,
-                 ms=round(elapsed_ms, 2), room_sid=request.get(ROOM_SID), request_id=request_id)
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            ms=round(elapsed_ms, 2),
+            room_sid=request.get(ROOM_SID),
+            request_id=request_id,
+        )
     return response
 
 

@@ -1,4 +1,5 @@
 """HTTP Basic auth against the configured account SID and auth token (constant-time)."""
+
 from __future__ import annotations
 
 import base64

@@ -33,6 +33,7 @@ Twilio leaves room or where this service differs (also in the OpenAPI document, 
   is connected.
 * Invalid query parameters: 400 with code 20001 (no Video-specific code exists for them).
 """
+
 from __future__ import annotations
 
 import re
@@ -87,6 +88,7 @@ def visible(doc: Mapping[str, Any] | None) -> bool:
 
 # ---------------------------------------------------------------- request bodies
 
+
 async def _body(request: web.Request) -> bytes:
     try:
         return await request.read()
@@ -118,8 +120,11 @@ async def _parameters(request: web.Request) -> tuple[dict[str, list[str]] | None
         except Exception:
             raise TwilioError(20001, "Unable to parse the multipart request body", 400) from None
     else:
-        raise TwilioError(20001, f"Unsupported Content-Type {request.headers.get('Content-Type', '(none)')!r}: "
-                                 f"send {FORM} or {JSON}", 415)
+        raise TwilioError(
+            20001,
+            f"Unsupported Content-Type {request.headers.get('Content-Type', '(none)')!r}: send {FORM} or {JSON}",
+            415,
+        )
     for key, value in pairs:
         out.setdefault(key, []).append(value)
     return out, None
@@ -130,6 +135,7 @@ def _conflict(name: str) -> TwilioError:
 
 
 # ---------------------------------------------------------------- rooms
+
 
 async def create_room(request: web.Request) -> web.Response:
     _authorize(request)
@@ -151,8 +157,9 @@ async def create_room(request: web.Request) -> web.Response:
     now_ms = int(time.time() * 1000)
     config = params.to_dict() | {"account_sid": settings.twilio_account_sid, "sid": sid}
     event = records.room_created(settings.twilio_account_sid, sid, config, now_ms, raw)
-    await request.app[PUBLISHER].publish(settings.events_topic, records.partition_key(event),
-                                         records.encode(event), cloudevents.event_headers(event))
+    await request.app[PUBLISHER].publish(
+        settings.events_topic, records.partition_key(event), records.encode(event), cloudevents.event_headers(event)
+    )
     # The materializer owning the name's partition decides; its document also gives read-your-writes.
     try:
         room = await follower.wait_for(sid, lambda d: True, settings.create_timeout_ms / 1000)
@@ -181,21 +188,29 @@ async def update_room(request: web.Request) -> web.Response:
     _authorize(request)
     settings = request.app[SETTINGS]
     form, doc = await _parameters(request)
-    raw = form if doc is None else {k: [v if isinstance(v, str) else orjson.dumps(v).decode()]
-                                    for k, v in doc.items() if v is not None}
+    raw = (
+        form
+        if doc is None
+        else {k: [v if isinstance(v, str) else orjson.dumps(v).decode()] for k, v in doc.items() if v is not None}
+    )
     room_params.parse_update_status(raw)
     room = _room_or_404(request)
     if room["status"] != "in-progress":
         raise TwilioError(53118, f"Room {room['sid']} is already {room['status']}", 400)
-    event = records.room_ended(settings.twilio_account_sid, room["sid"], room["unique_name"],
-                               int(time.time() * 1000), reason="api", params=raw)
-    await request.app[PUBLISHER].publish(settings.events_topic, records.partition_key(event),
-                                         records.encode(event), cloudevents.event_headers(event))
+    event = records.room_ended(
+        settings.twilio_account_sid, room["sid"], room["unique_name"], int(time.time() * 1000), reason="api", params=raw
+    )
+    await request.app[PUBLISHER].publish(
+        settings.events_topic, records.partition_key(event), records.encode(event), cloudevents.event_headers(event)
+    )
     try:
-        room = await request.app[FOLLOWER].wait_for(room["sid"], lambda d: d["status"] != "in-progress",
-                                                    settings.create_timeout_ms / 1000)
+        room = await request.app[FOLLOWER].wait_for(
+            room["sid"], lambda d: d["status"] != "in-progress", settings.create_timeout_ms / 1000
+        )
     except TimeoutError:
-        raise TwilioError(20503, "Room completion accepted but not yet confirmed; retry the fetch shortly", 503) from None
+        raise TwilioError(
+            20503, "Room completion accepted but not yet confirmed; retry the fetch shortly", 503
+        ) from None
     return json_response(room_resource(room, base_url(request)), status=202)
 
 
@@ -220,8 +235,9 @@ def parse_date_ms(name: str, value: str | None) -> int | None:
             text = f"{spaced.group(1)}+{spaced.group(2)}"
         return records.parse_timestamp_ms(text)
     except (ValueError, records.RecordError, OverflowError):
-        raise TwilioError(20001, f"Invalid {name}: {value[:64]!r} is not a date (YYYY-MM-DD) or an "
-                                 "ISO 8601 date-time", 400) from None
+        raise TwilioError(
+            20001, f"Invalid {name}: {value[:64]!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time", 400
+        ) from None
 
 
 def _in_range(ms: int | None, after_ms: int | None, before_ms: int | None) -> bool:
@@ -273,6 +289,7 @@ def _participant_key(p: Mapping[str, Any]) -> tuple:
 
 # ---------------------------------------------------------------- lists
 
+
 async def list_rooms(request: web.Request) -> web.Response:
     _authorize(request)
     q = request.query
@@ -284,8 +301,11 @@ async def list_rooms(request: web.Request) -> web.Response:
     page_token = q.get("PageToken") or None
     token = decode_token(page_token, (int, str)) if page_token else None
 
-    rooms = [d for d in request.app[FOLLOWER].index.query(status=status, unique_name=unique_name)
-             if visible(d) and _in_range(d.get("date_created_ms"), after_ms, before_ms)]
+    rooms = [
+        d
+        for d in request.app[FOLLOWER].index.query(status=status, unique_name=unique_name)
+        if visible(d) and _in_range(d.get("date_created_ms"), after_ms, before_ms)
+    ]
     rooms.sort(key=_room_key)
     win = window(rooms, _room_key, page_size, offset=page * page_size, token=token)
     base = base_url(request)
@@ -299,7 +319,8 @@ async def list_participants(request: web.Request) -> web.Response:
     doc = _room_or_404(request)
     q = request.query
     status = _enum_query("Status", q.get("Status"), PARTICIPANT_STATUSES) or (
-        "connected" if doc["status"] == "in-progress" else "disconnected")
+        "connected" if doc["status"] == "in-progress" else "disconnected"
+    )
     identity = q.get("Identity") or None
     after_ms = parse_date_ms("DateCreatedAfter", q.get("DateCreatedAfter"))
     before_ms = parse_date_ms("DateCreatedBefore", q.get("DateCreatedBefore"))
@@ -310,15 +331,30 @@ async def list_participants(request: web.Request) -> web.Response:
     def start_ms(p: Mapping[str, Any]) -> int | None:
         return records.parse_timestamp_ms(p["start_time"]) if p.get("start_time") else None
 
-    participants = sorted((p for p in doc.get("participants", [])
-                           if p["status"] == status and (identity is None or p["identity"] == identity)
-                           and _in_range(start_ms(p), after_ms, before_ms)), key=_participant_key)
+    participants = sorted(
+        (
+            p
+            for p in doc.get("participants", [])
+            if p["status"] == status
+            and (identity is None or p["identity"] == identity)
+            and _in_range(start_ms(p), after_ms, before_ms)
+        ),
+        key=_participant_key,
+    )
     win = window(participants, _participant_key, page_size, offset=page * page_size, token=token)
     base = base_url(request)
     filters = _filters(q, ("Status", "Identity", "DateCreatedAfter", "DateCreatedBefore"))
     # Links address the room by SID: a unique name stops resolving once the room completes.
-    meta = page_meta(f"{base}/v1/Rooms/{doc['sid']}/Participants", "participants", filters, page, page_size,
-                     page_token, win, _participant_key)
+    meta = page_meta(
+        f"{base}/v1/Rooms/{doc['sid']}/Participants",
+        "participants",
+        filters,
+        page,
+        page_size,
+        page_token,
+        win,
+        _participant_key,
+    )
     return json_response({"participants": [participant_resource(doc, p, base) for p in win.items], "meta": meta})
 
 
@@ -328,7 +364,8 @@ async def fetch_participant(request: web.Request) -> web.Response:
     key = request.match_info["participant_sid"]
     participants = doc.get("participants", [])
     found = next((p for p in participants if p["sid"] == key), None) or next(
-        (p for p in participants if p["identity"] == key and p["status"] == "connected"), None)
+        (p for p in participants if p["identity"] == key and p["status"] == "connected"), None
+    )
     if found is None:
         raise not_found(f"/Rooms/{doc['sid']}/Participants/{key}")
     return json_response(participant_resource(doc, found, base_url(request)))

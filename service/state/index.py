@@ -1,4 +1,5 @@
 """RoomIndex: the read model over room documents from the state topic. Pure: no I/O."""
+
 from __future__ import annotations
 
 from typing import Any, Callable, Iterable, Mapping
@@ -39,8 +40,14 @@ class RoomIndex:
             return None
         return max((self.docs[sid] for sid in sids), key=_created)
 
-    def query(self, *, status: str | None = None, unique_name: str | None = None,
-              created_after_ms: int | None = None, created_before_ms: int | None = None) -> list[Doc]:
+    def query(
+        self,
+        *,
+        status: str | None = None,
+        unique_name: str | None = None,
+        created_after_ms: int | None = None,
+        created_before_ms: int | None = None,
+    ) -> list[Doc]:
         """Rooms matching the filters, newest first (then by SID, for stable paging)."""
         out: Iterable[Doc] = self.docs.values()
         if status:
@@ -52,7 +59,6 @@ class RoomIndex:
         if created_before_ms is not None:
             out = (d for d in out if (d.get("date_created_ms") or 0) <= created_before_ms)
         return sorted(out, key=lambda d: (-(d.get("date_created_ms") or 0), d["sid"]))
-
 
 
 def _created(doc: Mapping[str, Any]) -> tuple:
