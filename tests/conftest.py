@@ -3,6 +3,7 @@ KAFKA_BOOTSTRAP_SERVERS), fresh topic names per test, and the schema check of ev
 
 Nothing here mocks Kafka: ingress and materializer only ever talk through the broker.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -46,9 +47,11 @@ async def settings(kafka_bootstrap):
 # anyway (records.decode: poison, dead-lettered by the materializer) is exempt. A test that injects
 # invalid records deliberately can also opt out with @pytest.mark.allow_invalid_events.
 
+
 def pytest_configure(config):
-    config.addinivalue_line("markers", "allow_invalid_events: do not validate this test's events topic "
-                                       "against the room-event JSON Schema")
+    config.addinivalue_line(
+        "markers", "allow_invalid_events: do not validate this test's events topic against the room-event JSON Schema"
+    )
 
 
 @pytest.fixture(autouse=True)
@@ -67,7 +70,8 @@ def _events_match_the_schema(request):
     with concurrent.futures.ThreadPoolExecutor(1) as pool:
         problems = pool.submit(asyncio.run, check()).result()
     if problems:
-        pytest.fail(f"{len(problems)} record(s) on {cfg.events_topic} break docs/room-event.schema.json:\n  "
-                    + "\n  ".join(problems[:20]), pytrace=False)
-
-
+        pytest.fail(
+            f"{len(problems)} record(s) on {cfg.events_topic} break docs/room-event.schema.json:\n  "
+            + "\n  ".join(problems[:20]),
+            pytrace=False,
+        )

@@ -4,6 +4,7 @@ room-event schema check that conftest.py applies after every test.
 
 Nothing here mocks Kafka: ingress and materializer only ever talk through the broker.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -54,8 +55,9 @@ async def running_system(cfg, *, materializers: int = 1, clock=None):
     from service.runtime import IngressServer, MaterializerService
 
     ingress = IngressServer(cfg, Metrics())
-    services = [MaterializerService(cfg, Metrics(), serve_health=False, clock=clock or time.time)
-                for _ in range(materializers)]
+    services = [
+        MaterializerService(cfg, Metrics(), serve_health=False, clock=clock or time.time) for _ in range(materializers)
+    ]
     for service in services:
         await service.start()
     await ingress.start()
@@ -97,8 +99,12 @@ async def read_topic(bootstrap: str, topic: str, timeout: float = 20.0) -> list:
     """Every record on `topic` right now, from the beginning (all partitions, up to their end offsets)."""
     from aiokafka import AIOKafkaConsumer, TopicPartition
 
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
-                                auto_offset_reset="earliest", client_id="roomevents-test-reader")
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=bootstrap,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        client_id="roomevents-test-reader",
+    )
     await consumer.start()
     out = []
     try:
@@ -171,20 +177,24 @@ def invalid_event_records(messages, validator=None) -> list[str]:
 
 def service_env(settings, **extra: str) -> dict[str, str]:
     """Environment for running `roomevents ...` as a subprocess against this test's broker and topics."""
-    return os.environ | {
-        "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
-        "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
-        "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
-        "ROOMEVENTS_EVENTS_TOPIC": settings.events_topic,
-        "ROOMEVENTS_STATE_TOPIC": settings.state_topic,
-        "ROOMEVENTS_CHANGELOG_TOPIC": settings.changelog_topic,
-        "ROOMEVENTS_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
-        "ROOMEVENTS_CONSUMER_GROUP": settings.consumer_group,
-        "ROOMEVENTS_SESSION_TIMEOUT_MS": "6000",
-        "ROOMEVENTS_HOST": "127.0.0.1",
-        "ROOMEVENTS_LOG_LEVEL": "WARNING",
-        "ROOMEVENTS_LOG_FORMAT": "console",
-    } | extra
+    return (
+        os.environ
+        | {
+            "KAFKA_BOOTSTRAP_SERVERS": settings.kafka_bootstrap_servers,
+            "TWILIO_ACCOUNT_SID": settings.twilio_account_sid,
+            "TWILIO_AUTH_TOKEN": settings.twilio_auth_token,
+            "ROOMEVENTS_EVENTS_TOPIC": settings.events_topic,
+            "ROOMEVENTS_STATE_TOPIC": settings.state_topic,
+            "ROOMEVENTS_CHANGELOG_TOPIC": settings.changelog_topic,
+            "ROOMEVENTS_DEAD_LETTER_TOPIC": settings.dead_letter_topic,
+            "ROOMEVENTS_CONSUMER_GROUP": settings.consumer_group,
+            "ROOMEVENTS_SESSION_TIMEOUT_MS": "6000",
+            "ROOMEVENTS_HOST": "127.0.0.1",
+            "ROOMEVENTS_LOG_LEVEL": "WARNING",
+            "ROOMEVENTS_LOG_FORMAT": "console",
+        }
+        | extra
+    )
 
 
 async def wait_ready(http, base: str, timeout: float = 15.0) -> None:

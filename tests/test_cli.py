@@ -2,6 +2,7 @@
 only for the settings it needs (the materializer and `topics` run without Twilio credentials); a
 busy port stops the process at once with one line naming the variable, exit 2; README.md's settings
 table is the same table as service/settings.py VARIABLES."""
+
 from __future__ import annotations
 
 import asyncio
@@ -37,6 +38,7 @@ def without_twilio(env: dict[str, str]) -> dict[str, str]:
 
 # ---------------------------------------------------------------- help
 
+
 def test_top_level_help_lists_the_commands_and_how_to_call_roomevents(capsys):
     text = help_of(capsys)
     for command in ("dev", "ingress", "materializer", "topics"):
@@ -58,17 +60,20 @@ def test_each_subcommand_has_its_own_help_with_the_settings_it_reads(capsys, rol
 
 # ---------------------------------------------------------------- each role asks only for what it needs
 
+
 def test_only_the_ingress_needs_twilio_credentials():
-    env = {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092", "TWILIO_ACCOUNT_SID": "not-a-sid",
-           "ROOMEVENTS_PORT": "not-a-port"}
+    env = {
+        "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:9092",
+        "TWILIO_ACCOUNT_SID": "not-a-sid",
+        "ROOMEVENTS_PORT": "not-a-port",
+    }
     for role in ("materializer", "topics"):
         cfg = settings_module.load(env, role=role)  # neither read nor validated: no error
         assert cfg.kafka_bootstrap_servers == "127.0.0.1:9092" and cfg.auth_tokens == ()
     with pytest.raises(settings_module.SettingsError, match="TWILIO_ACCOUNT_SID"):
         settings_module.load(env, role="ingress")
     with pytest.raises(settings_module.SettingsError, match="TWILIO_AUTH_TOKEN is required"):
-        settings_module.load({"KAFKA_BOOTSTRAP_SERVERS": "k:1", "TWILIO_ACCOUNT_SID": "AC" + "0" * 32},
-                             role="ingress")
+        settings_module.load({"KAFKA_BOOTSTRAP_SERVERS": "k:1", "TWILIO_ACCOUNT_SID": "AC" + "0" * 32}, role="ingress")
     # What a role reads is still validated.
     with pytest.raises(settings_module.SettingsError, match="ROOMEVENTS_METRICS_PORT"):
         settings_module.load({"KAFKA_BOOTSTRAP_SERVERS": "k:1", "ROOMEVENTS_METRICS_PORT": "x"}, role="materializer")
@@ -78,15 +83,21 @@ def test_only_the_ingress_needs_twilio_credentials():
 
 async def test_materializer_and_topics_run_without_twilio_credentials(settings):
     env = without_twilio(service_env(settings))
-    topics = await asyncio.create_subprocess_exec(sys.executable, "-m", "service.cli", "topics", env=env,
-                                                  stderr=asyncio.subprocess.PIPE)
+    topics = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service.cli", "topics", env=env, stderr=asyncio.subprocess.PIPE
+    )
     _, err = await asyncio.wait_for(topics.communicate(), 60)
     assert topics.returncode == 0, err.decode()
 
     metrics_port = free_port()
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service.cli", "materializer", env=env | {"ROOMEVENTS_METRICS_PORT": str(metrics_port)},
-        stderr=asyncio.subprocess.PIPE)
+        sys.executable,
+        "-m",
+        "service.cli",
+        "materializer",
+        env=env | {"ROOMEVENTS_METRICS_PORT": str(metrics_port)},
+        stderr=asyncio.subprocess.PIPE,
+    )
     try:
         async with aiohttp.ClientSession() as http:
             await wait_ready(http, f"http://127.0.0.1:{metrics_port}", timeout=40)  # partitions assigned
@@ -99,8 +110,9 @@ async def test_materializer_and_topics_run_without_twilio_credentials(settings):
 async def test_ingress_without_a_token_says_so(settings):
     env = service_env(settings)
     del env["TWILIO_AUTH_TOKEN"]
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "service.cli", "ingress", env=env,
-                                                stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service.cli", "ingress", env=env, stderr=asyncio.subprocess.PIPE
+    )
     _, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 2
     assert err.decode().strip() == "roomevents: configuration error: TWILIO_AUTH_TOKEN is required"
@@ -108,22 +120,32 @@ async def test_ingress_without_a_token_says_so(settings):
 
 # ---------------------------------------------------------------- a busy port
 
-@pytest.mark.parametrize("role, variable", [("ingress", "ROOMEVENTS_PORT"), ("dev", "ROOMEVENTS_PORT"),
-                                            ("materializer", "ROOMEVENTS_METRICS_PORT")])
+
+@pytest.mark.parametrize(
+    "role, variable",
+    [("ingress", "ROOMEVENTS_PORT"), ("dev", "ROOMEVENTS_PORT"), ("materializer", "ROOMEVENTS_METRICS_PORT")],
+)
 def test_a_busy_port_is_one_line_and_exit_2(role, variable, tmp_path):
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         # Nothing listens at the broker address: the port check comes before any Kafka client or broker.
-        env = os.environ | {"KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1", "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
-                            "TWILIO_AUTH_TOKEN": "t", "ROOMEVENTS_HOST": "127.0.0.1", variable: str(port),
-                            "ROOMEVENTS_DEV_DATA": str(tmp_path / "dev-data"), "PYTHONWARNINGS": "default"}
+        env = os.environ | {
+            "KAFKA_BOOTSTRAP_SERVERS": "127.0.0.1:1",
+            "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
+            "TWILIO_AUTH_TOKEN": "t",
+            "ROOMEVENTS_HOST": "127.0.0.1",
+            variable: str(port),
+            "ROOMEVENTS_DEV_DATA": str(tmp_path / "dev-data"),
+            "PYTHONWARNINGS": "default",
+        }
         started = time.monotonic()
         import subprocess
 
-        done = subprocess.run([sys.executable, "-m", "service.cli", role], env=env, capture_output=True,
-                              text=True, timeout=30)
+        done = subprocess.run(
+            [sys.executable, "-m", "service.cli", role], env=env, capture_output=True, text=True, timeout=30
+        )
         elapsed = time.monotonic() - started
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
@@ -135,10 +157,11 @@ def test_a_busy_port_is_one_line_and_exit_2(role, variable, tmp_path):
 
 # ---------------------------------------------------------------- README settings table
 
+
 def readme_settings_rows() -> list[tuple[str, str, str, str]]:
     text = README.read_text()
-    section = text[text.index("## Settings"):]
-    section = section[:section.index("\n## ", 4)]
+    section = text[text.index("## Settings") :]
+    section = section[: section.index("\n## ", 4)]
     rows = []
     for line in section.splitlines():
         cells = [c.strip() for c in line.strip().strip("|").split("|")]

@@ -6,15 +6,14 @@ Last-Event-ID and what changed meanwhile appears; thousands of rooms in progress
 Chromium is Debian's (/usr/bin/chromium; scripts/test installs it with apt-get when it can), never
 a browser Playwright downloads. Without it the browser tests are skipped, saying why.
 """
+
 from __future__ import annotations
 
-import asyncio
 import os
+import re
 import time
 from contextlib import asynccontextmanager
 from urllib.parse import urlencode
-
-import re
 
 import aiohttp
 import pytest
@@ -26,15 +25,25 @@ from tests import streams
 from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, basic_auth, running_system, wait_until
 
 CHROMIUM = os.environ.get("ROOMEVENTS_CHROMIUM", "/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
 SOON_MS = 2000  # a change shows on the page within this long after the request that made it
 
 
 def require_browser():
     if not os.path.exists(CHROMIUM):
-        pytest.skip(f"Chromium not found at {CHROMIUM}: the dashboard's browser tests need Debian's chromium "
-                    "package (scripts/test installs it with apt-get where apt-get is available)")
+        pytest.skip(
+            f"Chromium not found at {CHROMIUM}: the dashboard's browser tests need Debian's chromium "
+            "package (scripts/test installs it with apt-get where apt-get is available)"
+        )
     try:
         import playwright.async_api  # noqa: F401
     except ImportError:
@@ -50,8 +59,11 @@ async def browser_page(base: str, **context_options):
         browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
             context = await browser.new_context(
-                base_url=base, http_credentials={"username": ACCOUNT_SID, "password": AUTH_TOKEN},
-                viewport={"width": 1280, "height": 900}, **context_options)
+                base_url=base,
+                http_credentials={"username": ACCOUNT_SID, "password": AUTH_TOKEN},
+                viewport={"width": 1280, "height": 900},
+                **context_options,
+            )
             yield watched(await context.new_page())
         finally:
             await browser.close()
@@ -70,8 +82,10 @@ def signed_callback(url: str, params: dict[str, str]) -> tuple[bytes, dict[str, 
     from twilio.request_validator import RequestValidator
 
     signature = RequestValidator(AUTH_TOKEN).compute_signature(url, params)
-    return urlencode(params).encode(), {"X-Twilio-Signature": signature,
-                                        "Content-Type": "application/x-www-form-urlencoded"}
+    return urlencode(params).encode(), {
+        "X-Twilio-Signature": signature,
+        "Content-Type": "application/x-www-form-urlencoded",
+    }
 
 
 class Twilio:
@@ -82,8 +96,9 @@ class Twilio:
         self.seq = 0
 
     async def create(self, base: str, name: str, **params) -> str:
-        async with self.http.post(f"{base}/v1/Rooms", data={"UniqueName": name, **params},
-                                  headers=basic_auth()) as resp:
+        async with self.http.post(
+            f"{base}/v1/Rooms", data={"UniqueName": name, **params}, headers=basic_auth()
+        ) as resp:
             assert resp.status == 201, await resp.text()
             return (await resp.json())["sid"]
 
@@ -93,10 +108,16 @@ class Twilio:
 
     async def callback(self, base: str, sid: str, name: str, event: str, **extra: str) -> None:
         self.seq += 1
-        params = {"AccountSid": ACCOUNT_SID, "RoomSid": sid, "RoomName": name, "RoomType": "group",
-                  "RoomStatus": "completed" if event == "room-ended" else "in-progress",
-                  "StatusCallbackEvent": event, "SequenceNumber": str(self.seq),
-                  "Timestamp": records.format_ms(int(time.time() * 1000))} | extra
+        params = {
+            "AccountSid": ACCOUNT_SID,
+            "RoomSid": sid,
+            "RoomName": name,
+            "RoomType": "group",
+            "RoomStatus": "completed" if event == "room-ended" else "in-progress",
+            "StatusCallbackEvent": event,
+            "SequenceNumber": str(self.seq),
+            "Timestamp": records.format_ms(int(time.time() * 1000)),
+        } | extra
         url = f"{base}/v1/Callbacks/Rooms"
         body, headers = signed_callback(url, params)
         async with self.http.post(url, data=body, headers=headers) as resp:
@@ -112,6 +133,7 @@ def ended_row(page, sid: str):
 
 
 # ---------------------------------------------------------------- the page and its files (no browser)
+
 
 async def test_dashboard_is_served_behind_basic_auth_with_only_its_own_files(settings):
     async with running_system(settings) as (ingress, _), aiohttp.ClientSession() as http:
@@ -163,8 +185,9 @@ async def test_stream_query_parameters_for_the_dashboard(settings):
         # RecentlyEnded: a snapshot also carries the rooms that ended last.
         async with http.get(url + "?RecentlyEnded=5", headers=basic_auth()) as resp:
             snapshot = await read_events(resp, lambda ev: ev[-1].get("event") == "snapshot-complete")
-        assert sorted((e["data"]["sid"], e["data"]["status"]) for e in snapshot if e["event"] == "room") == \
-            sorted([(done, "completed"), (live, "in-progress")])
+        assert sorted((e["data"]["sid"], e["data"]["status"]) for e in snapshot if e["event"] == "room") == sorted(
+            [(done, "completed"), (live, "in-progress")]
+        )
         async with http.get(url, headers=basic_auth()) as resp:
             plain = await read_events(resp, lambda ev: ev[-1].get("event") == "snapshot-complete")
         assert [e["data"]["sid"] for e in plain if e["event"] == "room"] == [live]
@@ -187,7 +210,7 @@ def test_dashboard_colours_have_readable_contrast():
         return dict(re.findall(r"--([a-z-]+):\s*(#[0-9a-f]{6})", block))
 
     def luminance(hex_colour: str) -> float:
-        channels = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+        channels = [int(hex_colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
         r, g, b = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
         return 0.2126 * r + 0.7152 * g + 0.0722 * b
 
@@ -203,6 +226,7 @@ def test_dashboard_colours_have_readable_contrast():
 
 
 # ---------------------------------------------------------------- the page in a browser
+
 
 class Stack:
     """Materializer + ingress servers that can be stopped and started again (on the same port)."""
@@ -256,18 +280,30 @@ async def test_dashboard_follows_rooms_live_and_survives_an_ingress_restart(sett
             sid = await twilio.create(base, "standup", Type="group")
             row = live_row(page, sid)
             await expect(row).to_contain_text("standup", timeout=SOON_MS)
-            alice = {"ParticipantSid": "PA" + "a1" * 16, "ParticipantIdentity": "alice",
-                     "ParticipantStatus": "connected"}
+            alice = {
+                "ParticipantSid": "PA" + "a1" * 16,
+                "ParticipantIdentity": "alice",
+                "ParticipantStatus": "connected",
+            }
             bob = {"ParticipantSid": "PA" + "b2" * 16, "ParticipantIdentity": "bob", "ParticipantStatus": "connected"}
             await twilio.callback(base, sid, "standup", "participant-connected", **alice)
             await twilio.callback(base, sid, "standup", "participant-connected", **bob)
-            await twilio.callback(base, sid, "standup", "track-added", **alice, TrackSid="MT" + "c3" * 16,
-                                  TrackKind="video", TrackName="camera")
+            await twilio.callback(
+                base,
+                sid,
+                "standup",
+                "track-added",
+                **alice,
+                TrackSid="MT" + "c3" * 16,
+                TrackKind="video",
+                TrackName="camera",
+            )
             connected, peak = row.locator("td").nth(2), row.locator("td").nth(3)
             await expect(connected).to_have_text("2", timeout=SOON_MS)
             await expect(peak).to_have_text("2")
-            await twilio.callback(base, sid, "standup", "participant-disconnected",
-                                  **bob | {"ParticipantStatus": "disconnected"})
+            await twilio.callback(
+                base, sid, "standup", "participant-disconnected", **bob | {"ParticipantStatus": "disconnected"}
+            )
             await expect(connected).to_have_text("1", timeout=SOON_MS)
             await expect(peak).to_have_text("2")
             await expect(page.locator("#count-live")).to_have_text("2")
@@ -286,8 +322,15 @@ async def test_dashboard_follows_rooms_live_and_survives_an_ingress_restart(sett
             await expect(page.locator("#tracks-table tbody")).to_contain_text("camera")
             await expect(page.locator("#tracks-table tbody tr").first).to_contain_text("alice")
             # The details follow the room while open.
-            await twilio.callback(base, sid, "standup", "participant-connected", ParticipantSid="PA" + "d4" * 16,
-                                  ParticipantIdentity="carol", ParticipantStatus="connected")
+            await twilio.callback(
+                base,
+                sid,
+                "standup",
+                "participant-connected",
+                ParticipantSid="PA" + "d4" * 16,
+                ParticipantIdentity="carol",
+                ParticipantStatus="connected",
+            )
             await expect(people).to_contain_text("carol", timeout=SOON_MS)
             await page.keyboard.press("Escape")
             await expect(dialog).to_be_hidden()
@@ -311,8 +354,8 @@ async def test_dashboard_follows_rooms_live_and_survives_an_ingress_restart(sett
             ended = ended_row(page, sid)
             await expect(ended).to_contain_text("completed", timeout=SOON_MS)
             await expect(row).to_have_count(0)
-            await expect(ended.locator("td").nth(3)).to_have_text("callback")   # end reason
-            await expect(ended.locator("td").nth(5)).to_have_text("12:34")      # duration
+            await expect(ended.locator("td").nth(3)).to_have_text("callback")  # end reason
+            await expect(ended.locator("td").nth(5)).to_have_text("12:34")  # duration
             # A room Twilio reports failed.
             failed = "RM" + "f0" * 16
             await twilio.callback(base, failed, "doomed", "room-created")
@@ -340,8 +383,9 @@ async def test_dashboard_follows_rooms_live_and_survives_an_ingress_restart(sett
             streams_opened = [r for r in page.requests if "/v1/Streams/Rooms" in r.url]
             resumes = [await r.all_headers() for r in streams_opened]
             assert any("last-event-id" in h for h in resumes), resumes  # the browser's own reconnect
-            assert all(r.url.startswith(base + "/") for r in page.requests), \
-                [r.url for r in page.requests if not r.url.startswith(base + "/")]
+            assert all(r.url.startswith(base + "/") for r in page.requests), [
+                r.url for r in page.requests if not r.url.startswith(base + "/")
+            ]
             assert not page.errors, page.errors
 
             # Dark and light follow the system.
@@ -359,13 +403,32 @@ def room_events(count: int, *, ended: bool = False) -> list[dict]:
     for i in range(count):
         sid, name = f"RM{i:032x}", f"load-{i:05d}"
         base = {"AccountSid": ACCOUNT_SID, "RoomSid": sid, "RoomName": name, "RoomType": "group"}
-        steps = [("room-ended", {"RoomStatus": "completed", "RoomDuration": "60"})] if ended else [
-            ("room-created", {"RoomStatus": "in-progress"}),
-            ("participant-connected", {"RoomStatus": "in-progress", "ParticipantSid": f"PA{i:032x}",
-                                       "ParticipantIdentity": f"user-{i}", "ParticipantStatus": "connected"})]
+        steps = (
+            [("room-ended", {"RoomStatus": "completed", "RoomDuration": "60"})]
+            if ended
+            else [
+                ("room-created", {"RoomStatus": "in-progress"}),
+                (
+                    "participant-connected",
+                    {
+                        "RoomStatus": "in-progress",
+                        "ParticipantSid": f"PA{i:032x}",
+                        "ParticipantIdentity": f"user-{i}",
+                        "ParticipantStatus": "connected",
+                    },
+                ),
+            ]
+        )
         for seq, (event, extra) in enumerate(steps, start=3 if ended else 1):
-            params = base | extra | {"StatusCallbackEvent": event, "SequenceNumber": str(seq),
-                                     "Timestamp": records.format_ms(now - 60_000 + i + seq)}
+            params = (
+                base
+                | extra
+                | {
+                    "StatusCallbackEvent": event,
+                    "SequenceNumber": str(seq),
+                    "Timestamp": records.format_ms(now - 60_000 + i + seq),
+                }
+            )
             out.append(records.from_callback({k: [v] for k, v in params.items()}, now))
     return out
 
@@ -381,7 +444,7 @@ async def test_dashboard_with_thousands_of_rooms_in_progress(settings):
     from playwright.async_api import expect
 
     rooms = int(os.environ.get("DASHBOARD_TEST_ROOMS", "2000"))  # docs/dashboard.md: measured at 20,000
-    async with running_system(settings) as (ingress, _), aiohttp.ClientSession() as http:
+    async with running_system(settings) as (ingress, _):
         async with browser_page(ingress.url) as page:
             await page.add_init_script(f"({LONG_TASKS})()")
             await page.goto("/dashboard")
@@ -412,30 +475,32 @@ async def test_dashboard_with_thousands_of_rooms_in_progress(settings):
             snapshot_tasks = await snapshot_page.evaluate("window.longTasks")
 
             # 150 of them end: the ended table keeps the latest 100.
-            await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic,
-                                  room_events(150, ended=True))
+            await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, room_events(150, ended=True))
             await expect(page.locator("#count-live")).to_have_text(f"{rooms - 150:,}", timeout=30_000)
             await expect(page.locator("#ended-table tbody tr")).to_have_count(100)
             await expect(page.locator("#ended-table tbody tr").first).to_contain_text("load-00149")
             assert not page.errors and not snapshot_page.errors, page.errors + snapshot_page.errors
 
             # A document with a provider (a field the materializer will add): the column appears.
-            from aiokafka import AIOKafkaProducer
             import orjson
+            from aiokafka import AIOKafkaProducer
 
             doc = {k: v for k, v in ingress.follower.index.docs[f"RM{rooms - 1:032x}"].items() if not k.startswith("_")}
             producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers)
             await producer.start()
             try:
-                await producer.send_and_wait(settings.state_topic, orjson.dumps(doc | {"provider": "twilio"}),
-                                             key=doc["sid"].encode())
+                await producer.send_and_wait(
+                    settings.state_topic, orjson.dumps(doc | {"provider": "twilio"}), key=doc["sid"].encode()
+                )
             finally:
                 await producer.stop()
             provider_cell = live_row(page, doc["sid"]).locator("td.col-provider")
             await expect(provider_cell).to_have_text("twilio", timeout=SOON_MS)
             await expect(page.locator("#live-table th.col-provider")).to_be_visible()
-        print(f"\n{rooms} rooms: live in {live_s:.1f} s (long tasks: {len(live_tasks)}, longest "
-              f"{max(live_tasks, default=0):.0f} ms); snapshot page in {snapshot_s:.1f} s (long tasks: "
-              f"{len(snapshot_tasks)}, longest {max(snapshot_tasks, default=0):.0f} ms)")
+        print(
+            f"\n{rooms} rooms: live in {live_s:.1f} s (long tasks: {len(live_tasks)}, longest "
+            f"{max(live_tasks, default=0):.0f} ms); snapshot page in {snapshot_s:.1f} s (long tasks: "
+            f"{len(snapshot_tasks)}, longest {max(snapshot_tasks, default=0):.0f} ms)"
+        )
         # The page never blocks for long: work is spread over frames (a long task is > 50 ms).
         assert max(live_tasks + snapshot_tasks, default=0) < 1000, (live_tasks, snapshot_tasks)

@@ -1,6 +1,7 @@
 """Errors say what is wrong without leaking: a missing X-Twilio-Signature is "missing", a wrong one
 "does not match"; Basic auth says missing / malformed / invalid credentials (never which of the
 account SID and the token was wrong), always with Twilio's code 20003."""
+
 from __future__ import annotations
 
 import base64
@@ -17,16 +18,19 @@ def basic(user: str, password: str) -> str:
     return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
-@pytest.mark.parametrize("header, message", [
-    (None, NO_CREDENTIALS),
-    ("", NO_CREDENTIALS),
-    ("Bearer abc", MALFORMED_CREDENTIALS),
-    ("Basic not-base64!", MALFORMED_CREDENTIALS),
-    ("Basic " + base64.b64encode(b"no-colon").decode(), MALFORMED_CREDENTIALS),
-    (basic(ACCOUNT_SID, "wrong-token"), INVALID_CREDENTIALS),
-    (basic("AC" + "0" * 32, AUTH_TOKEN), INVALID_CREDENTIALS),  # same words: the SID's existence does not leak
-    (basic("AC" + "0" * 32, "wrong-token"), INVALID_CREDENTIALS),
-])
+@pytest.mark.parametrize(
+    "header, message",
+    [
+        (None, NO_CREDENTIALS),
+        ("", NO_CREDENTIALS),
+        ("Bearer abc", MALFORMED_CREDENTIALS),
+        ("Basic not-base64!", MALFORMED_CREDENTIALS),
+        ("Basic " + base64.b64encode(b"no-colon").decode(), MALFORMED_CREDENTIALS),
+        (basic(ACCOUNT_SID, "wrong-token"), INVALID_CREDENTIALS),
+        (basic("AC" + "0" * 32, AUTH_TOKEN), INVALID_CREDENTIALS),  # same words: the SID's existence does not leak
+        (basic("AC" + "0" * 32, "wrong-token"), INVALID_CREDENTIALS),
+    ],
+)
 def test_basic_auth_messages(header, message):
     with pytest.raises(TwilioError) as info:
         check_basic(header, ACCOUNT_SID, (AUTH_TOKEN,))

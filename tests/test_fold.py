@@ -4,6 +4,7 @@ Pure domain code only (no broker): records are built with the same builders the 
 materializer use (`from_callback`, `room_created`, `room_ended`; tests/builders.py). Participants, tracks and
 recordings: test_fold_members.py.
 """
+
 from __future__ import annotations
 
 import copy
@@ -54,9 +55,21 @@ def test_api_create_renders_the_room_resource():
 
 
 def test_render_keys_are_the_resource_fields_plus_the_dashboard_fields():
-    extra = {"created_via", "end_reason", "failure_reason", "date_created_ms", "end_time_ms", "participants",
-             "connected_participants", "peak_concurrent_participants", "published_tracks", "tracks",
-             "recordings", "recording_rules", "last_event"}
+    extra = {
+        "created_via",
+        "end_reason",
+        "failure_reason",
+        "date_created_ms",
+        "end_time_ms",
+        "participants",
+        "connected_participants",
+        "peak_concurrent_participants",
+        "published_tracks",
+        "tracks",
+        "recordings",
+        "recording_rules",
+        "last_event",
+    }
     for doc in (doc_of(api_create(0)), doc_of(cb("participant-connected", 0, ParticipantSid="PA1"))):
         assert set(doc) == set(RESOURCE_FIELDS) | extra
 
@@ -72,9 +85,11 @@ def test_callback_room_created():
 
 def test_room_never_seen_created_is_built_from_its_callbacks():
     """A room made outside this system: only its callbacks, not its room-created, ever arrive."""
-    events = [participant("participant-connected", 10 * S, "PA1", "alice"),
-              track("track-added", 11 * S, "MT1", "PA1", "video"),
-              participant("participant-disconnected", 70 * S, "PA1", "alice", ParticipantDuration=60)]
+    events = [
+        participant("participant-connected", 10 * S, "PA1", "alice"),
+        track("track-added", 11 * S, "MT1", "PA1", "video"),
+        participant("participant-disconnected", 70 * S, "PA1", "alice", ParticipantDuration=60),
+    ]
     doc = doc_of(*events)
     assert doc["sid"] == SID and doc["status"] == "in-progress" and doc["created_via"] == "callback"
     assert doc["account_sid"] == ACCOUNT and doc["unique_name"] == "demo" and doc["type"] == "group"
@@ -112,11 +127,14 @@ def test_duration_is_computed_when_twilio_sends_none():
     assert doc["end_time"] == at(90 * S) and doc["end_reason"] == "api"
 
 
-@pytest.mark.parametrize("end, reason", [
-    (lambda t: api_end(t, reason="api"), "api"),
-    (lambda t: api_end(t, reason="timeout"), "timeout"),
-    (lambda t: cb("room-ended", t, room_status="completed"), "callback"),
-])
+@pytest.mark.parametrize(
+    "end, reason",
+    [
+        (lambda t: api_end(t, reason="api"), "api"),
+        (lambda t: api_end(t, reason="timeout"), "timeout"),
+        (lambda t: cb("room-ended", t, room_status="completed"), "callback"),
+    ],
+)
 def test_end_reason(end, reason):
     doc = doc_of(api_create(0), end(5 * MIN))
     assert doc["status"] == "completed" and doc["end_reason"] == reason
@@ -133,15 +151,32 @@ def test_the_earliest_end_gives_end_time_and_reason_room_duration_comes_from_twi
 
 def test_room_status_completed_on_other_callbacks_completes_the_room():
     """The room-ended callback was lost; a later callback still reports RoomStatus=completed."""
-    doc = doc_of(cb("room-created", 0), participant("participant-connected", S, "PA1"),
-                 cb("participant-disconnected", 30 * S, room_status="completed", ParticipantSid="PA1",
-                    ParticipantStatus="disconnected", ParticipantDuration=29))
+    doc = doc_of(
+        cb("room-created", 0),
+        participant("participant-connected", S, "PA1"),
+        cb(
+            "participant-disconnected",
+            30 * S,
+            room_status="completed",
+            ParticipantSid="PA1",
+            ParticipantStatus="disconnected",
+            ParticipantDuration=29,
+        ),
+    )
     assert doc["status"] == "completed" and doc["end_reason"] == "callback"
     assert doc["end_time"] == at(30 * S) and doc["duration"] == 30
     # A room-ended that does arrive is preferred for the end instant.
-    doc = doc_of(cb("room-created", 0), cb("participant-disconnected", 30 * S, room_status="completed",
-                                            ParticipantSid="PA1", ParticipantStatus="disconnected"),
-                 cb("room-ended", 31 * S, room_status="completed", RoomDuration=31))
+    doc = doc_of(
+        cb("room-created", 0),
+        cb(
+            "participant-disconnected",
+            30 * S,
+            room_status="completed",
+            ParticipantSid="PA1",
+            ParticipantStatus="disconnected",
+        ),
+        cb("room-ended", 31 * S, room_status="completed", RoomDuration=31),
+    )
     assert doc["end_time"] == at(31 * S) and doc["duration"] == 31
 
 
@@ -155,8 +190,12 @@ def test_room_reported_failed_by_twilio():
 
 
 def test_failed_on_any_event_and_failed_is_final():
-    events = [api_create(0), cb("participant-connected", S, room_status="failed", ParticipantSid="PA1"),
-              participant("participant-connected", 5 * S, "PA2"), api_end(9 * S)]
+    events = [
+        api_create(0),
+        cb("participant-connected", S, room_status="failed", ParticipantSid="PA1"),
+        participant("participant-connected", 5 * S, "PA2"),
+        api_end(9 * S),
+    ]
     doc = doc_of(*events)
     assert doc["status"] == "failed" and doc["failure_reason"] == "reported-by-twilio"
     assert doc["end_time"] == at(9 * S)  # the room-ended that followed still says when it ended
@@ -165,11 +204,19 @@ def test_failed_on_any_event_and_failed_is_final():
 
 
 def test_completed_is_final_a_late_participant_does_not_reopen_the_room():
-    ended = fold_all([api_create(0), participant("participant-connected", S, "PA1"),
-                      cb("room-ended", 60 * S, room_status="completed", RoomDuration=60)])
-    late = [participant("participant-connected", 61 * S, "PA2", "late"),
-            track("track-added", 62 * S, "MT9", "PA2", "video"),
-            cb("room-created", 63 * S), api_create(64 * S)]
+    ended = fold_all(
+        [
+            api_create(0),
+            participant("participant-connected", S, "PA1"),
+            cb("room-ended", 60 * S, room_status="completed", RoomDuration=60),
+        ]
+    )
+    late = [
+        participant("participant-connected", 61 * S, "PA2", "late"),
+        track("track-added", 62 * S, "MT9", "PA2", "video"),
+        cb("room-created", 63 * S),
+        api_create(64 * S),
+    ]
     doc = render(fold_all(late, ended))
     assert doc["status"] == "completed" and doc["end_time"] == at(60 * S) and doc["duration"] == 60
     assert doc["connected_participants"] == 0 and doc["published_tracks"] == {"audio": 0, "video": 0, "data": 0}
@@ -186,13 +233,17 @@ def test_completed_is_final_a_late_participant_does_not_reopen_the_room():
 
 
 def _rich_history() -> list[dict]:
-    return [api_create(0), participant("participant-connected", S, "PA1", "alice"),
-            participant("participant-connected", 2 * S, "PA2", "bob"),
-            track("track-added", 3 * S, "MT1", "PA1", "audio"), track("track-disabled", 4 * S, "MT1", "PA1", "audio"),
-            recording("recording-started", 5 * S, "RT1"),
-            recording("recording-completed", 9 * S, "RT1", Duration=4, Size=99),
-            participant("participant-disconnected", 10 * S, "PA2", "bob", ParticipantDuration=8),
-            cb("room-ended", 20 * S, room_status="completed", RoomDuration=20)]
+    return [
+        api_create(0),
+        participant("participant-connected", S, "PA1", "alice"),
+        participant("participant-connected", 2 * S, "PA2", "bob"),
+        track("track-added", 3 * S, "MT1", "PA1", "audio"),
+        track("track-disabled", 4 * S, "MT1", "PA1", "audio"),
+        recording("recording-started", 5 * S, "RT1"),
+        recording("recording-completed", 9 * S, "RT1", Duration=4, Size=99),
+        participant("participant-disconnected", 10 * S, "PA2", "bob", ParticipantDuration=8),
+        cb("room-ended", 20 * S, room_status="completed", RoomDuration=20),
+    ]
 
 
 def test_fold_never_mutates_its_inputs():
@@ -209,7 +260,7 @@ def test_fold_never_mutates_its_inputs():
         for other in history:
             fold(new, other)
         render(new)
-        assert new == fold_all(history[:history.index(event) + 1])
+        assert new == fold_all(history[: history.index(event) + 1])
         state = new
     before = copy.deepcopy(state)
     render(state)

@@ -1,5 +1,6 @@
 """The materializer against a real broker: crash recovery, group membership changes, poison records,
 timers. Final states must equal one clean fold over the same events."""
+
 from __future__ import annotations
 
 import asyncio
@@ -39,8 +40,10 @@ async def follow(settings) -> StateFollower:
 async def wait_for_states(follower: StateFollower, expected: dict[str, dict], timeout: float = 60) -> None:
     def matches():
         docs = follower.index.docs
-        return len(docs) == len(expected) and all(public(docs[sid]) == doc for sid, doc in expected.items()
-                                                  if sid in docs)
+        return len(docs) == len(expected) and all(
+            public(docs[sid]) == doc for sid, doc in expected.items() if sid in docs
+        )
+
     try:
         await wait_until(matches, timeout=timeout, interval=0.1)
     except AssertionError:
@@ -50,7 +53,9 @@ async def wait_for_states(follower: StateFollower, expected: dict[str, dict], ti
         if wrong and wrong[0] in docs:
             got, want = public(docs[wrong[0]]), expected[wrong[0]]
             diff = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
-        raise AssertionError(f"{len(docs)}/{len(expected)} rooms; {len(wrong)} differ, e.g. {wrong[:3]}: {diff}") from None
+        raise AssertionError(
+            f"{len(docs)}/{len(expected)} rooms; {len(wrong)} differ, e.g. {wrong[:3]}: {diff}"
+        ) from None
 
 
 async def test_sigkill_mid_stream_then_restart_equals_clean_run(settings):
@@ -93,13 +98,16 @@ async def test_instances_join_and_leave_during_a_stream(settings):
         chunks = list(streams.iter_chunks(events, len(events) // 3 + 1))
         await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, chunks[0])
         await b.start()  # joins: partitions are split between a and b
-        await wait_until(lambda: a.materializer.books and b.materializer.books
-                         and a.materializer.ready and b.materializer.ready, timeout=40)
+        await wait_until(
+            lambda: a.materializer.books and b.materializer.books and a.materializer.ready and b.materializer.ready,
+            timeout=40,
+        )
         await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, chunks[1])
         await a.stop()  # leaves: b takes every partition and rebuilds them
         await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, chunks[2])
-        await wait_until(lambda: len(b.materializer.books) == settings.topic_partitions and b.materializer.ready,
-                         timeout=40)
+        await wait_until(
+            lambda: len(b.materializer.books) == settings.topic_partitions and b.materializer.ready, timeout=40
+        )
         await wait_for_states(follower, expected)
     finally:
         await b.stop()
@@ -114,8 +122,9 @@ async def test_poison_records_are_dead_lettered_and_the_stream_goes_on(settings)
     await producer.start()
     try:
         await producer.send_and_wait(settings.events_topic, b"\xff not json", key=b"room-0")
-        await producer.send_and_wait(settings.events_topic, orjson.dumps({"schema_version": 99, "event_id": "x"}),
-                                     key=b"room-1")
+        await producer.send_and_wait(
+            settings.events_topic, orjson.dumps({"schema_version": 99, "event_id": "x"}), key=b"room-1"
+        )
         # Valid at the top, but a participant without a SID: the fold cannot take it.
         unfoldable = dict(events[0], event_id="f" * 32, type="participant-connected", participant={"identity": "x"})
         await producer.send_and_wait(settings.events_topic, orjson.dumps(unfoldable), key=b"room-2")
@@ -127,15 +136,18 @@ async def test_poison_records_are_dead_lettered_and_the_stream_goes_on(settings)
     await service.start()
     try:
         await wait_for_states(follower, expected)
-        consumer = AIOKafkaConsumer(settings.dead_letter_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                    auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(
+            settings.dead_letter_topic, bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest"
+        )
         await consumer.start()
         letters = []
         try:
+
             async def collect():
                 for messages in (await consumer.getmany(timeout_ms=200)).values():
                     letters.extend(orjson.loads(m.value) for m in messages)
                 return len(letters) >= 3
+
             for _ in range(100):
                 if await collect():
                     break

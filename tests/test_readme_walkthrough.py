@@ -11,6 +11,7 @@ after its 204. The README's http://127.0.0.1:8080 becomes the test's free port.
 Then dev is stopped and started again on the same data folder: the rooms are still there (dev is
 durable by default).
 """
+
 from __future__ import annotations
 
 import os
@@ -27,7 +28,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import orjson
-import pytest
 
 from service.kafka.broker import free_port, locate_s3rver
 
@@ -50,7 +50,8 @@ class Command:
     def is_read(self) -> bool:
         """A curl that sends nothing: safe to ask again."""
         return self.text.lstrip().startswith(("curl ", "LAST=$(curl")) and not re.search(
-            r"\s(-d|--data\S*|-X|--request|-F)\s", self.text)
+            r"\s(-d|--data\S*|-X|--request|-F)\s", self.text
+        )
 
 
 @dataclass
@@ -113,9 +114,16 @@ class Bash:
     END = "@@walkthrough-end@@"
 
     def __init__(self, cwd: Path) -> None:
-        self.proc = subprocess.Popen(["bash", "--noprofile", "--norc"], cwd=cwd, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, bufsize=1,
-                                     env=os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"})
+        self.proc = subprocess.Popen(
+            ["bash", "--noprofile", "--norc"],
+            cwd=cwd,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            bufsize=1,
+            env=os.environ | {"PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}"},
+        )
         self.lines: queue.Queue[str] = queue.Queue()
         threading.Thread(target=self._pump, daemon=True).start()
 
@@ -133,7 +141,9 @@ class Bash:
             try:
                 line = self.lines.get(timeout=max(0.01, deadline - time.monotonic()))
             except queue.Empty:
-                raise AssertionError(f"no end of {command!r} within {timeout}s; output so far: {''.join(out)!r}")
+                raise AssertionError(
+                    f"no end of {command!r} within {timeout}s; output so far: {''.join(out)!r}"
+                ) from None
             if line.startswith(self.END):
                 return int(line.split()[1]), "".join(out)
             out.append(line)
@@ -149,9 +159,12 @@ class Dev:
     def __init__(self, data_dir: Path, log_path: Path) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        env = {k: v for k, v in os.environ.items()
-               if not (k.startswith(("ROOMEVENTS_", "TWILIO_")) or k == "KAFKA_BOOTSTRAP_SERVERS")
-               or k in ("ROOMEVENTS_BROKER_BIN", "ROOMEVENTS_S3RVER_BIN")}
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not (k.startswith(("ROOMEVENTS_", "TWILIO_")) or k == "KAFKA_BOOTSTRAP_SERVERS")
+            or k in ("ROOMEVENTS_BROKER_BIN", "ROOMEVENTS_S3RVER_BIN")
+        }
         env |= {"ROOMEVENTS_PORT": str(self.port), "ROOMEVENTS_DEV_DATA": str(data_dir)}
         script = Path(sys.executable).parent / "roomevents"
         command = [str(script), "dev"] if script.exists() else [sys.executable, "-m", "service.cli", "dev"]
@@ -219,8 +232,9 @@ def test_readme_walkthrough_against_dev(tmp_path):
                 deadline = time.monotonic() + RETRY_FOR_S
                 while True:
                     if block.language == "python":
-                        done = subprocess.run([sys.executable, "-c", text], cwd=ROOT, capture_output=True,
-                                              text=True, timeout=60)
+                        done = subprocess.run(
+                            [sys.executable, "-c", text], cwd=ROOT, capture_output=True, text=True, timeout=60
+                        )
                         status, output = done.returncode, done.stdout + done.stderr
                     else:
                         status, output = bash.run(text)
@@ -228,8 +242,9 @@ def test_readme_walkthrough_against_dev(tmp_path):
                     if missing is None or not command.is_read or time.monotonic() > deadline:
                         break
                     time.sleep(0.2)  # the read view catches up: ask again
-                assert missing is None, (f"README command\n{command.text}\nprinted (exit {status})\n{output}\n"
-                                         f"without the stated {missing!r}")
+                assert missing is None, (
+                    f"README command\n{command.text}\nprinted (exit {status})\n{output}\nwithout the stated {missing!r}"
+                )
                 if block.language == "python" or "--max-time" not in text:
                     assert status == 0, f"README command\n{command.text}\nexited {status}:\n{output}"
         status, room = bash.run("echo $ROOM")

@@ -5,6 +5,7 @@
 - a callback stamped far in the future cannot retire everything;
 - the held rooms after a log do not depend on where batches began and ended (replay = live run).
 """
+
 from __future__ import annotations
 
 from hypothesis import given, settings as hsettings, strategies as st
@@ -13,8 +14,8 @@ from service.events.record import format_ms, from_callback
 from service.state.book import RoomBook
 from service.state.changelog import decode_room, encode_room
 from service.state.render import render
-from service.state.views import status
 from service.state.retention import OLDER_THAN_RETENTION, ROOM_RETIRED
+from service.state.views import status
 
 ACCOUNT = "AC" + "0" * 31 + "1"
 T0 = 1_900_000_000_000
@@ -23,9 +24,16 @@ RETAIN = 30 * MIN
 
 
 def callback(sid: str, event: str, at_ms: int, received_ms: int | None = None, **extra: str) -> dict:
-    params = {"AccountSid": ACCOUNT, "RoomSid": sid, "RoomName": f"name-{sid}", "RoomType": "group",
-              "StatusCallbackEvent": event, "Timestamp": format_ms(at_ms),
-              "RoomStatus": "completed" if event == "room-ended" else "in-progress", **extra}
+    params = {
+        "AccountSid": ACCOUNT,
+        "RoomSid": sid,
+        "RoomName": f"name-{sid}",
+        "RoomType": "group",
+        "StatusCallbackEvent": event,
+        "Timestamp": format_ms(at_ms),
+        "RoomStatus": "completed" if event == "room-ended" else "in-progress",
+        **extra,
+    }
     return from_callback({k: [v] for k, v in params.items()}, received_ms if received_ms is not None else at_ms + 50)
 
 
@@ -94,6 +102,7 @@ def test_changelog_entries_round_trip_state_and_version():
 
 
 # ---------------------------------------------------------------- replay equals the live run
+
 
 @st.composite
 def logs(draw):

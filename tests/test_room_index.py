@@ -1,4 +1,5 @@
 """RoomIndex: names resolve to the in-progress room whatever order the state partitions are read in."""
+
 from __future__ import annotations
 
 import itertools

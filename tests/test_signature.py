@@ -1,5 +1,6 @@
 """X-Twilio-Signature: published vectors (docs/twilio-video.md §2), negatives, rotation,
 HMAC_SHA256, URL variants, and a cross-check against twilio-python's RequestValidator."""
+
 from __future__ import annotations
 
 import base64
@@ -95,9 +96,7 @@ def test_duplicate_params_dedup_and_sorted():
 
 def test_duplicate_params_multidict():
     multidict = pytest.importorskip("multidict")
-    params = multidict.MultiDict(
-        [("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"), ("Digits", "1234")]
-    )
+    params = multidict.MultiDict([("Sid", "CA123"), ("SidAccount", "AC123"), ("Digits", "5678"), ("Digits", "1234")])
     assert compute_signature(TP_URL, params, TOKEN) == TP_DUP_SIG
     assert verify(TP_URL, params, TP_DUP_SIG, [TOKEN])
 

@@ -1,5 +1,6 @@
 """X-Twilio-Signature, continued: the HMAC_SHA256 algorithm, URL variants (ports, credentials, unicode),
 property checks and the module's exports. Vectors, negatives and rotation: test_signature.py."""
+
 from __future__ import annotations
 
 import base64
@@ -174,9 +175,7 @@ def test_module_exports():
 twilio_rv = pytest.importorskip("twilio.request_validator", reason="twilio package not installed")
 RequestValidator = twilio_rv.RequestValidator
 
-_name = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12
-)
+_name = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12)
 _value = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), max_size=20)
 _params = st.dictionaries(_name, st.lists(_value, min_size=1, max_size=3), max_size=8)
 _token = st.text(alphabet=st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=40)

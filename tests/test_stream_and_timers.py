@@ -1,5 +1,6 @@
 """The SSE stream for dashboards (snapshot, live changes, resume with Last-Event-ID) and the
 materializer's room timers."""
+
 from __future__ import annotations
 
 import asyncio
@@ -74,15 +75,20 @@ async def test_stream_requires_auth(settings):
 
 async def test_unused_room_is_ended_by_its_timer(settings):
     # The materializer's clock runs two hours ahead: an unused room's 5-minute timeout has passed.
-    async with running_system(settings, clock=lambda: time.time() + 7200) as (ingress, _), \
-            aiohttp.ClientSession() as http:
-        async with http.post(f"{ingress.url}/v1/Rooms", data={"UniqueName": "lonely", "UnusedRoomTimeout": "3"},
-                             headers=basic_auth()) as resp:
+    async with (
+        running_system(settings, clock=lambda: time.time() + 7200) as (ingress, _),
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(
+            f"{ingress.url}/v1/Rooms", data={"UniqueName": "lonely", "UnusedRoomTimeout": "3"}, headers=basic_auth()
+        ) as resp:
             room = await resp.json()
         # With a StatusCallback, Twilio is the authority and reports room-ended itself: no timer.
-        async with http.post(f"{ingress.url}/v1/Rooms",
-                             data={"UniqueName": "watched", "StatusCallback": "https://example.com/cb"},
-                             headers=basic_auth()) as resp:
+        async with http.post(
+            f"{ingress.url}/v1/Rooms",
+            data={"UniqueName": "watched", "StatusCallback": "https://example.com/cb"},
+            headers=basic_auth(),
+        ) as resp:
             watched = await resp.json()
         docs = ingress.follower.index.docs
         await wait_until(lambda: docs[room["sid"]]["status"] == "completed", timeout=20)
@@ -94,8 +100,10 @@ async def test_unused_room_is_ended_by_its_timer(settings):
 
 async def test_timers_can_be_turned_off(settings):
     cfg = settings.with_overrides(timers_enabled=False)
-    async with running_system(cfg, clock=lambda: time.time() + 7200) as (ingress, (service,)), \
-            aiohttp.ClientSession() as http:
+    async with (
+        running_system(cfg, clock=lambda: time.time() + 7200) as (ingress, (service,)),
+        aiohttp.ClientSession() as http,
+    ):
         async with http.post(f"{ingress.url}/v1/Rooms", data={"UniqueName": "kept"}, headers=basic_auth()) as resp:
             sid = (await resp.json())["sid"]
         await service.materializer.scan_timers_now()  # the scan runs now, not a second from now

@@ -3,6 +3,7 @@
 The SDK is synchronous (requests): every call runs in a worker thread (asyncio.to_thread) so the
 in-process ingress and materializer keep running on the event loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -71,16 +72,35 @@ async def test_rooms_through_the_sdk(system):
         created[room_type] = room
 
     # Every parameter as the SDK serializes it (booleans, repeated VideoCodecs, JSON RecordingRules).
-    full = await run(rooms.create, type="group", unique_name=f"{prefix}-full", audio_only=True, enable_turn=True,
-                     status_callback="https://example.com/callbacks", status_callback_method="POST",
-                     max_participants=20, max_participant_duration=3600, empty_room_timeout=10,
-                     unused_room_timeout=15, large_room=False, record_participants_on_connect=True,
-                     video_codecs=["VP8", "H264"], media_region="ie1",
-                     recording_rules={"rules": [{"type": "include", "kind": "audio"}]})
-    assert (full.audio_only, full.video_codecs, full.media_region, full.max_participants,
-            full.max_participant_duration, full.empty_room_timeout, full.unused_room_timeout,
-            full.record_participants_on_connect, full.status_callback) == (
-        True, [], "ie1", 20, 3600, 10, 15, True, "https://example.com/callbacks")
+    full = await run(
+        rooms.create,
+        type="group",
+        unique_name=f"{prefix}-full",
+        audio_only=True,
+        enable_turn=True,
+        status_callback="https://example.com/callbacks",
+        status_callback_method="POST",
+        max_participants=20,
+        max_participant_duration=3600,
+        empty_room_timeout=10,
+        unused_room_timeout=15,
+        large_room=False,
+        record_participants_on_connect=True,
+        video_codecs=["VP8", "H264"],
+        media_region="ie1",
+        recording_rules={"rules": [{"type": "include", "kind": "audio"}]},
+    )
+    assert (
+        full.audio_only,
+        full.video_codecs,
+        full.media_region,
+        full.max_participants,
+        full.max_participant_duration,
+        full.empty_room_timeout,
+        full.unused_room_timeout,
+        full.record_participants_on_connect,
+        full.status_callback,
+    ) == (True, [], "ie1", 20, 3600, 10, 15, True, "https://example.com/callbacks")
     plain = await run(rooms.create)  # no parameters at all
     assert plain.unique_name == plain.sid and plain.type == "group"
 
@@ -116,8 +136,7 @@ async def test_rooms_through_the_sdk(system):
 
     assert [r.sid for r in await run(rooms.list, status="completed")] == [created["go"].sid]
     assert [r.sid for r in await run(rooms.list, unique_name=f"{prefix}-go")] == [again.sid]
-    assert [r.sid for r in await run(rooms.list, unique_name=f"{prefix}-go", status="completed")] == [
-        created["go"].sid]
+    assert [r.sid for r in await run(rooms.list, unique_name=f"{prefix}-go", status="completed")] == [created["go"].sid]
     # DateCreatedAfter/Before as the SDK sends them (YYYY-MM-DDTHH:MM:SSZ): [after, before).
     assert {r.sid for r in await run(rooms.list, date_created_after=started)} == in_progress
     assert await run(rooms.list, date_created_after=started + timedelta(hours=1)) == []
@@ -143,15 +162,26 @@ async def test_participants_through_the_sdk(system):
     alice, bob = "PA" + uuid.uuid4().hex, "PA" + uuid.uuid4().hex
     now_ms = int(datetime.now(timezone.utc).timestamp()) * 1000
     url = f"{ingress.url}{cfg.callback_path}"
-    events = [("participant-connected", alice, "alice", 1), ("participant-connected", bob, "bob", 2),
-              ("participant-disconnected", bob, "bob", 30)]
+    events = [
+        ("participant-connected", alice, "alice", 1),
+        ("participant-connected", bob, "bob", 2),
+        ("participant-disconnected", bob, "bob", 30),
+    ]
     async with aiohttp.ClientSession() as http:
         for seq, (event, psid, identity, offset_s) in enumerate(events, 1):
-            params = {"AccountSid": ACCOUNT_SID, "RoomSid": room.sid, "RoomName": room.unique_name,
-                      "RoomStatus": "in-progress", "RoomType": "group", "StatusCallbackEvent": event,
-                      "ParticipantSid": psid, "ParticipantIdentity": identity,
-                      "ParticipantStatus": "disconnected" if "dis" in event else "connected",
-                      "Timestamp": format_ms(now_ms + offset_s * 1000), "SequenceNumber": str(seq)}
+            params = {
+                "AccountSid": ACCOUNT_SID,
+                "RoomSid": room.sid,
+                "RoomName": room.unique_name,
+                "RoomStatus": "in-progress",
+                "RoomType": "group",
+                "StatusCallbackEvent": event,
+                "ParticipantSid": psid,
+                "ParticipantIdentity": identity,
+                "ParticipantStatus": "disconnected" if "dis" in event else "connected",
+                "Timestamp": format_ms(now_ms + offset_s * 1000),
+                "SequenceNumber": str(seq),
+            }
             if "dis" in event:
                 params["ParticipantDuration"] = "28"
             signature = compute_signature(url, {k: [v] for k, v in params.items()}, AUTH_TOKEN)
@@ -189,18 +219,41 @@ async def test_recordings_rules_and_transcriptions_through_the_sdk(system):
     mic, cam = "MT" + uuid.uuid4().hex, "MT" + uuid.uuid4().hex
     now_ms = int(datetime.now(timezone.utc).timestamp()) * 1000
     url = f"{ingress.url}{cfg.callback_path}"
-    events = [("recording-started", audio, mic, "audio", "OPUS", "mka", 1, {}),
-              ("recording-started", video, cam, "video", "VP8", "mkv", 2, {}),
-              ("recording-completed", audio, mic, "audio", "OPUS", "mka", 40,
-               {"Duration": "38", "Size": "123456", "MediaUri": f"/v1/Recordings/{audio}/Media"})]
+    events = [
+        ("recording-started", audio, mic, "audio", "OPUS", "mka", 1, {}),
+        ("recording-started", video, cam, "video", "VP8", "mkv", 2, {}),
+        (
+            "recording-completed",
+            audio,
+            mic,
+            "audio",
+            "OPUS",
+            "mka",
+            40,
+            {"Duration": "38", "Size": "123456", "MediaUri": f"/v1/Recordings/{audio}/Media"},
+        ),
+    ]
     async with aiohttp.ClientSession() as http:
         for seq, (event, rsid, source, kind, codec, container, offset_s, extra) in enumerate(events, 1):
-            params = {"AccountSid": ACCOUNT_SID, "RoomSid": room.sid, "RoomName": room.unique_name,
-                      "RoomType": "group", "StatusCallbackEvent": event, "RecordingSid": rsid,
-                      "ParticipantSid": psid, "ParticipantIdentity": "alice", "SourceSid": source,
-                      "TrackName": kind, "Container": container, "Codec": codec, "Type": kind,
-                      "OffsetFromTwilioVideoEpoch": "1000", "RecordingUri": f"/v1/Recordings/{rsid}",
-                      "Timestamp": format_ms(now_ms + offset_s * 1000), "SequenceNumber": str(seq)} | extra
+            params = {
+                "AccountSid": ACCOUNT_SID,
+                "RoomSid": room.sid,
+                "RoomName": room.unique_name,
+                "RoomType": "group",
+                "StatusCallbackEvent": event,
+                "RecordingSid": rsid,
+                "ParticipantSid": psid,
+                "ParticipantIdentity": "alice",
+                "SourceSid": source,
+                "TrackName": kind,
+                "Container": container,
+                "Codec": codec,
+                "Type": kind,
+                "OffsetFromTwilioVideoEpoch": "1000",
+                "RecordingUri": f"/v1/Recordings/{rsid}",
+                "Timestamp": format_ms(now_ms + offset_s * 1000),
+                "SequenceNumber": str(seq),
+            } | extra
             signature = compute_signature(url, {k: [v] for k, v in params.items()}, AUTH_TOKEN)
             async with http.post(url, data=params, headers={"X-Twilio-Signature": signature}) as resp:
                 assert resp.status == 204, await resp.text()
@@ -210,9 +263,17 @@ async def test_recordings_rules_and_transcriptions_through_the_sdk(system):
     recordings = client.video.v1.rooms(room.sid).recordings
     listed = await run(recordings.list)
     assert [(r.sid, r.status, r.type, r.codec, r.container_format, r.source_sid) for r in listed] == [
-        (audio, "completed", "audio", "OPUS", "mka", mic), (video, "processing", "video", "VP8", "mkv", cam)]
+        (audio, "completed", "audio", "OPUS", "mka", mic),
+        (video, "processing", "video", "VP8", "mkv", cam),
+    ]
     done = listed[0]
-    assert (done.duration, done.size, done.room_sid, done.track_name, done.offset) == (38, 123456, room.sid, "audio", 1000)
+    assert (done.duration, done.size, done.room_sid, done.track_name, done.offset) == (
+        38,
+        123456,
+        room.sid,
+        "audio",
+        1000,
+    )
     assert done.grouping_sids == {"room_sid": room.sid, "participant_sid": psid}
     assert isinstance(done.date_created, datetime) and done.date_created.timestamp() == (now_ms + 1000) / 1000
     assert done.links == {"media": f"https://video.twilio.com/v1/Recordings/{audio}/Media"}
@@ -228,7 +289,8 @@ async def test_recordings_rules_and_transcriptions_through_the_sdk(system):
     assert (rules.room_sid, rules.rules) == (room.sid, [{"type": "include", "all": True}])
     assert isinstance(rules.date_created, datetime)
     assert (await run(client.video.v1.rooms(ruled.sid).recording_rules.fetch)).rules == [
-        {"type": "include", "kind": "audio"}]
+        {"type": "include", "kind": "audio"}
+    ]
     assert (await run(client.video.v1.rooms(plain.sid).recording_rules.fetch)).rules == []
 
     # Transcriptions: an empty list until a provider sends them.

@@ -7,6 +7,7 @@ are what consumers read. The shape is defined once, in service/events/shapes.py:
 below and the JSON Schema in docs/room-event.schema.json (service/events/schema.py, checked by the
 tests) both come from it.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -33,10 +34,30 @@ from service.events.shapes import (
 )
 
 __all__ = [  # the record's shape and schema live next door; this is the module callers import
-    "END_REASONS", "ROOM_EVENTS", "SCHEMA_ID", "SCHEMA_PATH", "SCHEMA_VERSION", "SOURCES", "FoldedEvent",
-    "RecordError", "RoomEvent", "callback_event_id", "command_event_id", "decode", "decode_for_fold", "encode",
-    "format_ms", "format_twilio_date", "from_callback", "json_schema", "parse_timestamp_ms", "partition_key",
-    "room_created", "room_ended", "schema_text", "timer_event_id",
+    "END_REASONS",
+    "ROOM_EVENTS",
+    "SCHEMA_ID",
+    "SCHEMA_PATH",
+    "SCHEMA_VERSION",
+    "SOURCES",
+    "FoldedEvent",
+    "RecordError",
+    "RoomEvent",
+    "callback_event_id",
+    "command_event_id",
+    "decode",
+    "decode_for_fold",
+    "encode",
+    "format_ms",
+    "format_twilio_date",
+    "from_callback",
+    "json_schema",
+    "parse_timestamp_ms",
+    "partition_key",
+    "room_created",
+    "room_ended",
+    "schema_text",
+    "timer_event_id",
 ]
 
 
@@ -45,6 +66,7 @@ class RecordError(ValueError):
 
 
 # ---------------------------------------------------------------- time
+
 
 def parse_timestamp_ms(value: str) -> int:
     """Twilio `Timestamp` (ISO 8601, UTC, usually ms precision with Z) -> epoch milliseconds."""
@@ -74,6 +96,7 @@ def format_twilio_date(ms: int | None) -> str | None:
 
 
 # ---------------------------------------------------------------- building records
+
 
 def _first(params: Mapping[str, Sequence[str]], name: str) -> str | None:
     values = params.get(name)
@@ -122,8 +145,9 @@ def timer_event_id(room_sid: str) -> str:
     return _digest(b"timer", b"room-ended", room_sid.encode())
 
 
-def from_callback(params: Mapping[str, Sequence[str]], received_at_ms: int, *,
-                  known_name: str | None = None) -> RoomEvent:
+def from_callback(
+    params: Mapping[str, Sequence[str]], received_at_ms: int, *, known_name: str | None = None
+) -> RoomEvent:
     """A Twilio status callback (already signature-checked) -> room-event record.
 
     `known_name` is the room's unique name as the ingress knows it, used when the callback lacks
@@ -193,8 +217,17 @@ def from_callback(params: Mapping[str, Sequence[str]], received_at_ms: int, *,
     }
 
 
-def _command(kind: str, event_id: str, source: str, account_sid: str, room_sid: str, room_name: str,
-             occurred_ms: int, received_at_ms: int, params: Mapping[str, Sequence[str]]) -> RoomEvent:
+def _command(
+    kind: str,
+    event_id: str,
+    source: str,
+    account_sid: str,
+    room_sid: str,
+    room_name: str,
+    occurred_ms: int,
+    received_at_ms: int,
+    params: Mapping[str, Sequence[str]],
+) -> RoomEvent:
     return {
         "schema_version": SCHEMA_VERSION,
         "event_id": event_id,
@@ -217,26 +250,42 @@ def _command(kind: str, event_id: str, source: str, account_sid: str, room_sid: 
     }
 
 
-def room_created(account_sid: str, room_sid: str, config: Mapping[str, Any], now_ms: int,
-                 params: Mapping[str, Sequence[str]]) -> RoomEvent:
+def room_created(
+    account_sid: str, room_sid: str, config: Mapping[str, Any], now_ms: int, params: Mapping[str, Sequence[str]]
+) -> RoomEvent:
     """`POST /v1/Rooms` accepted: the room's configuration (snake_case room-resource fields)."""
     name = config.get("unique_name") or room_sid
-    record = _command("room-created", command_event_id("room-created", room_sid), "api", account_sid,
-                      room_sid, name, now_ms, now_ms, params)
+    record = _command(
+        "room-created",
+        command_event_id("room-created", room_sid),
+        "api",
+        account_sid,
+        room_sid,
+        name,
+        now_ms,
+        now_ms,
+        params,
+    )
     record["config"] = dict(config)
     record["room"] = {"status": "in-progress", "type": config.get("type"), "duration": None}
     return record
 
 
-def room_ended(account_sid: str, room_sid: str, room_name: str, now_ms: int, *, reason: str,
-               params: Mapping[str, Sequence[str]] | None = None) -> RoomEvent:
+def room_ended(
+    account_sid: str,
+    room_sid: str,
+    room_name: str,
+    now_ms: int,
+    *,
+    reason: str,
+    params: Mapping[str, Sequence[str]] | None = None,
+) -> RoomEvent:
     """A room ended by this system: via the API (`Status=completed`) or by a timer."""
     if reason not in ("api", "timeout"):
         raise ValueError(reason)
     source = "api" if reason == "api" else "timer"
     event_id = command_event_id("room-ended", room_sid) if reason == "api" else timer_event_id(room_sid)
-    record = _command("room-ended", event_id, source, account_sid, room_sid, room_name, now_ms, now_ms,
-                      params or {})
+    record = _command("room-ended", event_id, source, account_sid, room_sid, room_name, now_ms, now_ms, params or {})
     record["end_reason"] = reason
     record["room"] = {"status": "completed", "type": None, "duration": None}
     return record
@@ -248,6 +297,7 @@ def partition_key(record: Mapping[str, Any]) -> bytes:
 
 
 # ---------------------------------------------------------------- encoding
+
 
 def encode(record: Mapping[str, Any]) -> bytes:
     return orjson.dumps(record)
@@ -311,10 +361,17 @@ def decode_for_fold(raw: bytes) -> FoldedEvent:
     # every check of _checked, which runs (and names the problem) whenever this does not plainly hold.
     get = record.get
     participant, track, recording = get("participant"), get("track"), get("recording")
-    if (get("schema_version") == SCHEMA_VERSION and get("event_id") and get("type") and get("room_sid")
-            and get("occurred_at_ms") is not None and get("config") is None
-            and (not participant or "sid" in participant) and (not track or "sid" in track)
-            and (not recording or "sid" in recording)):
+    if (
+        get("schema_version") == SCHEMA_VERSION
+        and get("event_id")
+        and get("type")
+        and get("room_sid")
+        and get("occurred_at_ms") is not None
+        and get("config") is None
+        and (not participant or "sid" in participant)
+        and (not track or "sid" in track)
+        and (not recording or "sid" in recording)
+    ):
         return record
     return _checked(record)
 
@@ -326,5 +383,3 @@ if __name__ == "__main__":  # python -m service.events.record [path]: regenerate
     target = Path(sys.argv[1] if len(sys.argv) > 1 else SCHEMA_PATH)
     target.write_text(schema_text())
     print(f"wrote {target}")
-
-

@@ -48,7 +48,9 @@ def _type_schema(tp: Any) -> dict[str, Any]:
 
 def _object_schema(typed_dict: type) -> dict[str, Any]:
     """Every key listed and required (null when it does not apply), nothing else allowed."""
-    properties = {name: _field_schema(hint) for name, hint in typing.get_type_hints(typed_dict, include_extras=True).items()}
+    properties = {
+        name: _field_schema(hint) for name, hint in typing.get_type_hints(typed_dict, include_extras=True).items()
+    }
     return {"type": "object", "properties": properties, "required": list(properties), "additionalProperties": False}
 
 

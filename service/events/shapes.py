@@ -155,9 +155,7 @@ class FoldedEvent(TypedDict, total=False):
             pattern=_MS_TIME,
         ),
     ]
-    sequence_number: Annotated[
-        Optional[int], doc("Twilio's SequenceNumber (internal to Twilio: not an ordering key).")
-    ]
+    sequence_number: Annotated[Optional[int], doc("Twilio's SequenceNumber (internal to Twilio: not an ordering key).")]
     room: Annotated[Optional[RoomFields], doc("Room fields carried by the event.")]
     participant: Annotated[
         Optional[ParticipantFields], doc("Participant fields; null unless the event carries a ParticipantSid.")
@@ -168,10 +166,7 @@ class FoldedEvent(TypedDict, total=False):
     ]
     config: Annotated[
         Optional[dict[str, Any]],
-        doc(
-            "The room's configuration (room resource fields, snake_case) on an api room-created; "
-            "null otherwise."
-        ),
+        doc("The room's configuration (room resource fields, snake_case) on an api room-created; null otherwise."),
     ]
     end_reason: Annotated[
         Optional[str],

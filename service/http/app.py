@@ -1,4 +1,5 @@
 """The aiohttp application: its shared keys, middlewares and every route module's routes."""
+
 from __future__ import annotations
 
 from aiohttp import web

@@ -1,6 +1,7 @@
 """HTTP Basic auth against the configured account SID and auth token (constant-time).
 
 `check_basic` is the check; `requires_basic_auth` applies it to a route group's handlers."""
+
 from __future__ import annotations
 
 import base64
@@ -37,8 +38,9 @@ def check_basic(header: str | None, account_sid: str, tokens: tuple[str, ...]) -
         raise unauthorized()
 
 
-def requires_basic_auth(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                        ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def requires_basic_auth(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Wrap a route's handler: the account's Basic credentials first, 401 20003 otherwise."""
 
     @functools.wraps(handler)

@@ -10,6 +10,7 @@ once and then sends them by itself to every same-origin request of the page, the
 stream included (EventSource cannot set an Authorization header, but the browser's own Basic-auth
 cache applies to it).
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -18,8 +19,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from service.http.keys import SETTINGS
 from service.http.auth import check_basic
+from service.http.keys import SETTINGS
 from service.rooms.errors import TwilioError
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -27,8 +28,10 @@ PAGE = "index.html"
 _TYPES = {".html": "text/html", ".js": "text/javascript", ".css": "text/css", ".svg": "image/svg+xml"}
 # Nothing but this origin: scripts and styles from files (no inline ones), data only from the API.
 SECURITY_HEADERS = {
-    "Content-Security-Policy": ("default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-                                "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"),
+    "Content-Security-Policy": (
+        "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+    ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "no-referrer",
     "Cache-Control": "no-cache",

@@ -40,6 +40,7 @@ Twilio leaves room or where this service differs (also in the OpenAPI document, 
   always empty, Twilio-shaped, until a provider sends them.
 * Invalid query parameters: 400 with code 20001 (no Video-specific code exists for them).
 """
+
 from __future__ import annotations
 
 import time
@@ -57,10 +58,16 @@ from service.http.responses import json_response
 from service.http.urls import external_base
 from service.rooms import params as room_params
 from service.rooms.errors import TwilioError, not_found
-from service.rooms.query import (enum_query, in_range, paging, parse_date_ms, participant_key, query_filters,
-                                 room_key)
-from service.rooms.resource import (decode_token, page_meta, participant_resource, recording_resource,
-                                    recording_rules_resource, room_resource, window)
+from service.rooms.query import enum_query, in_range, paging, parse_date_ms, participant_key, query_filters, room_key
+from service.rooms.resource import (
+    decode_token,
+    page_meta,
+    participant_resource,
+    recording_resource,
+    recording_rules_resource,
+    room_resource,
+    window,
+)
 from service.state.book import UNIQUE_NAME_TAKEN
 
 ROOM_STATUSES = ("in-progress", "completed", "failed")
@@ -78,6 +85,7 @@ def visible(doc: Mapping[str, Any] | None) -> bool:
 
 
 # ---------------------------------------------------------------- request bodies
+
 
 async def _body(request: web.Request) -> bytes:
     try:
@@ -110,8 +118,11 @@ async def _parameters(request: web.Request) -> tuple[dict[str, list[str]] | None
         except Exception:
             raise TwilioError(20001, "Unable to parse the multipart request body", 400) from None
     else:
-        raise TwilioError(20001, f"Unsupported Content-Type {request.headers.get('Content-Type', '(none)')!r}: "
-                                 f"send {FORM} or {JSON}", 415)
+        raise TwilioError(
+            20001,
+            f"Unsupported Content-Type {request.headers.get('Content-Type', '(none)')!r}: send {FORM} or {JSON}",
+            415,
+        )
     for key, value in pairs:
         out.setdefault(key, []).append(value)
     return out, None
@@ -122,6 +133,7 @@ def _conflict(name: str) -> TwilioError:
 
 
 # ---------------------------------------------------------------- rooms
+
 
 @requires_basic_auth
 async def create_room(request: web.Request) -> web.Response:
@@ -144,8 +156,9 @@ async def create_room(request: web.Request) -> web.Response:
     config = params.to_dict() | {"account_sid": settings.twilio_account_sid, "sid": sid}
     event = records.room_created(settings.twilio_account_sid, sid, config, now_ms, raw)
     request.app[ROOM_KEYS].learn(sid, params.unique_name)
-    await request.app[PUBLISHER].publish(settings.events_topic, records.partition_key(event),
-                                         records.encode(event), cloudevents.event_headers(event))
+    await request.app[PUBLISHER].publish(
+        settings.events_topic, records.partition_key(event), records.encode(event), cloudevents.event_headers(event)
+    )
     # The materializer owning the name's partition decides; its document also gives read-your-writes.
     try:
         room = await follower.wait_for(sid, lambda d: True, settings.create_timeout_ms / 1000)
@@ -179,19 +192,25 @@ async def update_room(request: web.Request) -> web.Response:
     room = _room_or_404(request)
     if room["status"] != "in-progress":
         raise TwilioError(53118, f"Room {room['sid']} is already {room['status']}", 400)
-    event = records.room_ended(settings.twilio_account_sid, room["sid"], room["unique_name"],
-                               int(time.time() * 1000), reason="api", params=raw)
-    await request.app[PUBLISHER].publish(settings.events_topic, records.partition_key(event),
-                                         records.encode(event), cloudevents.event_headers(event))
+    event = records.room_ended(
+        settings.twilio_account_sid, room["sid"], room["unique_name"], int(time.time() * 1000), reason="api", params=raw
+    )
+    await request.app[PUBLISHER].publish(
+        settings.events_topic, records.partition_key(event), records.encode(event), cloudevents.event_headers(event)
+    )
     try:
-        room = await request.app[FOLLOWER].wait_for(room["sid"], lambda d: d["status"] != "in-progress",
-                                                    settings.create_timeout_ms / 1000)
+        room = await request.app[FOLLOWER].wait_for(
+            room["sid"], lambda d: d["status"] != "in-progress", settings.create_timeout_ms / 1000
+        )
     except TimeoutError:
-        raise TwilioError(20503, "Room completion accepted but not yet confirmed; retry the fetch shortly", 503) from None
+        raise TwilioError(
+            20503, "Room completion accepted but not yet confirmed; retry the fetch shortly", 503
+        ) from None
     return json_response(room_resource(room, external_base(request)), status=202)
 
 
 # ---------------------------------------------------------------- lists
+
 
 @requires_basic_auth
 async def list_rooms(request: web.Request) -> web.Response:
@@ -205,8 +224,11 @@ async def list_rooms(request: web.Request) -> web.Response:
     token = decode_token(page_token, (int, str)) if page_token else None
 
     index = request.app[FOLLOWER].index
-    summaries = [s for s in index.query(status=status, unique_name=unique_name)
-                 if s.failure_reason != UNIQUE_NAME_TAKEN and in_range(s.date_created_ms, after_ms, before_ms)]
+    summaries = [
+        s
+        for s in index.query(status=status, unique_name=unique_name)
+        if s.failure_reason != UNIQUE_NAME_TAKEN and in_range(s.date_created_ms, after_ms, before_ms)
+    ]
     rooms = [{"sid": s.sid, "date_created_ms": s.date_created_ms} for s in summaries]
     rooms.sort(key=room_key)
     win = window(rooms, room_key, page_size, offset=page * page_size, token=token)
@@ -222,7 +244,8 @@ async def list_participants(request: web.Request) -> web.Response:
     doc = _room_or_404(request)
     q = request.query
     status = enum_query("Status", q.get("Status"), PARTICIPANT_STATUSES) or (
-        "connected" if doc["status"] == "in-progress" else "disconnected")
+        "connected" if doc["status"] == "in-progress" else "disconnected"
+    )
     identity = q.get("Identity") or None
     after_ms = parse_date_ms("DateCreatedAfter", q.get("DateCreatedAfter"))
     before_ms = parse_date_ms("DateCreatedBefore", q.get("DateCreatedBefore"))
@@ -233,15 +256,30 @@ async def list_participants(request: web.Request) -> web.Response:
     def start_ms(p: Mapping[str, Any]) -> int | None:
         return records.parse_timestamp_ms(p["start_time"]) if p.get("start_time") else None
 
-    participants = sorted((p for p in doc.get("participants", [])
-                           if p["status"] == status and (identity is None or p["identity"] == identity)
-                           and in_range(start_ms(p), after_ms, before_ms)), key=participant_key)
+    participants = sorted(
+        (
+            p
+            for p in doc.get("participants", [])
+            if p["status"] == status
+            and (identity is None or p["identity"] == identity)
+            and in_range(start_ms(p), after_ms, before_ms)
+        ),
+        key=participant_key,
+    )
     win = window(participants, participant_key, page_size, offset=page * page_size, token=token)
     base = external_base(request)
     filters = query_filters(q, ("Status", "Identity", "DateCreatedAfter", "DateCreatedBefore"))
     # Links address the room by SID: a unique name stops resolving once the room completes.
-    meta = page_meta(f"{base}/v1/Rooms/{doc['sid']}/Participants", "participants", filters, page, page_size,
-                     page_token, win, participant_key)
+    meta = page_meta(
+        f"{base}/v1/Rooms/{doc['sid']}/Participants",
+        "participants",
+        filters,
+        page,
+        page_size,
+        page_token,
+        win,
+        participant_key,
+    )
     return json_response({"participants": [participant_resource(doc, p, base) for p in win.items], "meta": meta})
 
 
@@ -251,13 +289,15 @@ async def fetch_participant(request: web.Request) -> web.Response:
     key = request.match_info["participant_sid"]
     participants = doc.get("participants", [])
     found = next((p for p in participants if p["sid"] == key), None) or next(
-        (p for p in participants if p["identity"] == key and p["status"] == "connected"), None)
+        (p for p in participants if p["identity"] == key and p["status"] == "connected"), None
+    )
     if found is None:
         raise not_found(f"/Rooms/{doc['sid']}/Participants/{key}")
     return json_response(participant_resource(doc, found, external_base(request)))
 
 
 # ---------------------------------------------------------------- recordings, recording rules, transcriptions
+
 
 def _recording_key(r: Mapping[str, Any]) -> tuple:
     return (r.get("date_created") or "", r["sid"])
@@ -279,15 +319,29 @@ async def list_recordings(request: web.Request) -> web.Response:
     def created_ms(r: Mapping[str, Any]) -> int | None:
         return records.parse_timestamp_ms(r["date_created"]) if r.get("date_created") else None
 
-    recordings = sorted((r for r in doc.get("recordings", [])
-                         if (status is None or r["status"] == status)
-                         and (source_sid is None or r.get("source_sid") == source_sid)
-                         and in_range(created_ms(r), after_ms, before_ms)), key=_recording_key)
+    recordings = sorted(
+        (
+            r
+            for r in doc.get("recordings", [])
+            if (status is None or r["status"] == status)
+            and (source_sid is None or r.get("source_sid") == source_sid)
+            and in_range(created_ms(r), after_ms, before_ms)
+        ),
+        key=_recording_key,
+    )
     win = window(recordings, _recording_key, page_size, offset=page * page_size, token=token)
     base = external_base(request)
     filters = query_filters(q, ("Status", "SourceSid", "DateCreatedAfter", "DateCreatedBefore"))
-    meta = page_meta(f"{base}/v1/Rooms/{doc['sid']}/Recordings", "recordings", filters, page, page_size,
-                     page_token, win, _recording_key)
+    meta = page_meta(
+        f"{base}/v1/Rooms/{doc['sid']}/Recordings",
+        "recordings",
+        filters,
+        page,
+        page_size,
+        page_token,
+        win,
+        _recording_key,
+    )
     return json_response({"recordings": [recording_resource(doc, r, base) for r in win.items], "meta": meta})
 
 
@@ -314,8 +368,16 @@ async def list_transcriptions(request: web.Request) -> web.Response:
     page_token = request.query.get("PageToken") or None
     if page_token:
         decode_token(page_token, (str, str))
-    meta = page_meta(f"{external_base(request)}/v1/Rooms/{doc['sid']}/Transcriptions", "transcriptions", [], page,
-                     page_size, page_token, window([], lambda t: (), page_size), lambda t: ())
+    meta = page_meta(
+        f"{external_base(request)}/v1/Rooms/{doc['sid']}/Transcriptions",
+        "transcriptions",
+        [],
+        page,
+        page_size,
+        page_token,
+        window([], lambda t: (), page_size),
+        lambda t: (),
+    )
     return json_response({"transcriptions": [], "meta": meta})
 
 

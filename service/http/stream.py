@@ -17,6 +17,7 @@ Query parameters, for clients that cannot set headers:
 * `RecentlyEnded=N` (0..1000, default 0): a snapshot also carries the N rooms that ended most
   recently (by end time), so a dashboard opened now can show what just ended. Ignored on a resume.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -72,8 +73,9 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
             overflow.set()  # the client reconnects with Last-Event-ID and catches up without gaps
 
     follower.index.listeners.append(listener)  # before the snapshot, so nothing slips between
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                           "X-Accel-Buffering": "no"})
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
     await response.prepare(request)
     try:
         resume = _decode_position(request.headers.get("Last-Event-ID") or request.query.get("LastEventId", ""))
@@ -82,9 +84,15 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
         if resume is None:
             backlog = [s for s in rooms.summaries() if s.status == "in-progress"]
             if recently_ended:
-                backlog += heapq.nlargest(recently_ended, (s for s in rooms.summaries() if s.status != "in-progress"
-                                                           and s.failure_reason != UNIQUE_NAME_TAKEN),
-                                          key=lambda s: (s.end_time_ms or 0, s.sid))
+                backlog += heapq.nlargest(
+                    recently_ended,
+                    (
+                        s
+                        for s in rooms.summaries()
+                        if s.status != "in-progress" and s.failure_reason != UNIQUE_NAME_TAKEN
+                    ),
+                    key=lambda s: (s.end_time_ms or 0, s.sid),
+                )
             kind = "snapshot"
         else:
             backlog = [s for s in rooms.summaries() if s.offset >= resume.get(s.partition, 0)]
@@ -96,8 +104,9 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
             doc = rooms.get(summary.sid)
             if doc is not None:
                 await response.write(_event("room", _public(doc), None))
-        await response.write(_event(kind + "-complete", {"rooms": len(backlog)}, _encode_position(position),
-                                    retry_ms=RETRY_MS))
+        await response.write(
+            _event(kind + "-complete", {"rooms": len(backlog)}, _encode_position(position), retry_ms=RETRY_MS)
+        )
         idle = 0.0
         while not overflow.is_set() and not request.app[SERVER_LOAD].draining:
             try:

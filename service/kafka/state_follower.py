@@ -6,6 +6,7 @@ rooms held, not all history; a tombstone (a retired room) drops the room from th
 Waiters let a request wait until the materializer's document for a room arrives
 (read-your-writes for creates and completes).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -109,20 +110,24 @@ class StateFollower:
                             raise ValueError("not a room document")
                     except (orjson.JSONDecodeError, ValueError) as exc:
                         # The view must go on following: one bad record is logged and skipped.
-                        log.error("state record skipped", partition=tp.partition, offset=message.offset,
-                                  error=str(exc))
+                        log.error("state record skipped", partition=tp.partition, offset=message.offset, error=str(exc))
                         self.positions[tp.partition] = message.offset + 1
                         continue
                     # Where this document sits on the state topic: SSE clients resume from it.
                     if not self.index.put(doc, message.value, partition=tp.partition, offset=message.offset):
                         self.metrics.conflicting_documents.inc()
-                        log.error("state document of a second, partial fold ignored: the room's records "
-                                  "were keyed by more than one name", room_sid=doc["sid"],
-                                  partition=tp.partition, offset=message.offset,
-                                  unique_name=doc.get("unique_name"))
+                        log.error(
+                            "state document of a second, partial fold ignored: the room's records "
+                            "were keyed by more than one name",
+                            room_sid=doc["sid"],
+                            partition=tp.partition,
+                            offset=message.offset,
+                            unique_name=doc.get("unique_name"),
+                        )
                     self.positions[tp.partition] = message.offset + 1
             if not self.caught_up.is_set() and all(
-                    self.positions.get(p, 0) >= end for p, end in self._catch_up_targets.items()):
+                self.positions.get(p, 0) >= end for p, end in self._catch_up_targets.items()
+            ):
                 self.caught_up.set()
                 log.info("state view caught up", rooms=len(self.index.docs))
 

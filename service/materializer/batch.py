@@ -63,8 +63,9 @@ class Folded:
     records: int = 0  # consumed: folded or dead-lettered
 
 
-async def fold(batches: Fetched, partitions: OwnedPartitions, consumer: AIOKafkaConsumer,
-               publisher: Publisher) -> Folded:
+async def fold(
+    batches: Fetched, partitions: OwnedPartitions, consumer: AIOKafkaConsumer, publisher: Publisher
+) -> Folded:
     out = Folded()
     for tp, messages in batches.items():
         book = partitions.book(tp.partition)
@@ -84,18 +85,31 @@ async def fold(batches: Fetched, partitions: OwnedPartitions, consumer: AIOKafka
                 continue
             out.changed[sid] = book
             out.types[event["type"]] += 1
-            log.debug("event folded", room_sid=sid, type=event["type"], event_id=event["event_id"],
-                      partition=tp.partition, offset=message.offset)
+            log.debug(
+                "event folded",
+                room_sid=sid,
+                type=event["type"],
+                event_id=event["event_id"],
+                partition=tp.partition,
+                offset=message.offset,
+            )
         out.commits[tp] = messages[-1].offset + 1
         partitions.advance(tp.partition, out.commits[tp])
         out.records += len(messages)
     return out
 
 
-async def _dead_letter(publisher: Publisher, tp: TopicPartition, message: ConsumerRecord,
-                       exc: records.RecordError) -> None:
-    parked = await publisher.dead_letter(tp.topic, message.key, message.value, list(message.headers or ()),
-                                         reason="poison", detail=f"{type(exc).__name__}: {exc}")
+async def _dead_letter(
+    publisher: Publisher, tp: TopicPartition, message: ConsumerRecord, exc: records.RecordError
+) -> None:
+    parked = await publisher.dead_letter(
+        tp.topic,
+        message.key,
+        message.value,
+        list(message.headers or ()),
+        reason="poison",
+        detail=f"{type(exc).__name__}: {exc}",
+    )
     if not parked:  # never skip a record silently: redo the batch
         raise PublishError(f"could not dead-letter offset {message.offset}") from exc
 

@@ -53,8 +53,9 @@ class _Rebalance(ConsumerRebalanceListener):
 
 
 class Materializer:
-    def __init__(self, settings: Settings, metrics: Metrics | None = None, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self, settings: Settings, metrics: Metrics | None = None, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self._settings = settings
         self._metrics = metrics or Metrics()
         self._publisher = Publisher(settings, self._metrics, client_id="roomevents-materializer")
@@ -195,8 +196,12 @@ class Materializer:
                 self._ready = True
                 return
             except Exception as exc:  # broker away (or a bug in the fold): keep trying, not ready meanwhile
-                log.error("recovery failed; retrying", error=repr(exc), retry_in_s=delay,
-                          exc_info=not isinstance(exc, _EXPECTED))
+                log.error(
+                    "recovery failed; retrying",
+                    error=repr(exc),
+                    retry_in_s=delay,
+                    exc_info=not isinstance(exc, _EXPECTED),
+                )
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, 10.0)
 
@@ -232,8 +237,11 @@ class Materializer:
             try:
                 await self._rebuild(assigned)
             except Exception as exc:  # the loop retries: see NeedsRebuild
-                log.error("rebuild on assignment failed; the loop will retry", error=repr(exc),
-                          exc_info=not isinstance(exc, _EXPECTED))
+                log.error(
+                    "rebuild on assignment failed; the loop will retry",
+                    error=repr(exc),
+                    exc_info=not isinstance(exc, _EXPECTED),
+                )
                 self._rebuild_failed = True
                 return
             self._ready = True

@@ -14,8 +14,9 @@ GAUGE_INTERVAL_S = 1.0
 
 
 class Gauges:
-    def __init__(self, metrics: Metrics, partitions: OwnedPartitions,
-                 highwater: Callable[[TopicPartition], int | None]) -> None:
+    def __init__(
+        self, metrics: Metrics, partitions: OwnedPartitions, highwater: Callable[[TopicPartition], int | None]
+    ) -> None:
         self._metrics = metrics
         self._partitions = partitions
         self._highwater = highwater

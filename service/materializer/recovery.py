@@ -45,14 +45,21 @@ class Recovery:
             if committed:
                 targets[tp] = committed
         replayed = await self._replay(targets, books) if targets else 0
-        log.info("partitions assigned and rebuilt", partitions=sorted(tp.partition for tp in assigned),
-                 replayed=replayed, seconds=round(time.perf_counter() - started, 3))
+        log.info(
+            "partitions assigned and rebuilt",
+            partitions=sorted(tp.partition for tp in assigned),
+            replayed=replayed,
+            seconds=round(time.perf_counter() - started, 3),
+        )
         return {tp.partition: Rebuilt(books[tp.partition], targets.get(tp, 0)) for tp in assigned}
 
     async def _replay(self, targets: dict[TopicPartition, int], books: dict[int, RoomBook]) -> int:
-        reader = AIOKafkaConsumer(bootstrap_servers=self._settings.kafka_bootstrap_servers,
-                                  enable_auto_commit=False, auto_offset_reset="earliest",
-                                  client_id="roomevents-rebuild")
+        reader = AIOKafkaConsumer(
+            bootstrap_servers=self._settings.kafka_bootstrap_servers,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            client_id="roomevents-rebuild",
+        )
         await reader.start()
         replayed = 0
         try:
@@ -79,8 +86,10 @@ class Recovery:
                         del remaining[tp]
                 if remaining and idle_passes >= REBUILD_IDLE_PASSES:
                     # The log holds less than was committed (retention, a recreated topic).
-                    log.warning("replay ended before the committed offset",
-                                partitions={tp.partition: off for tp, off in remaining.items()})
+                    log.warning(
+                        "replay ended before the committed offset",
+                        partitions={tp.partition: off for tp, off in remaining.items()},
+                    )
                     break
         finally:
             await reader.stop()

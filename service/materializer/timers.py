@@ -36,8 +36,14 @@ class Timers:
     def sent(self) -> frozenset[str]:
         return frozenset(self._sent)
 
-    async def maybe_fire(self, ready: bool, partitions: OwnedPartitions,
-                         highwater: Callable[[TopicPartition], int | None], *, now: bool = False) -> None:
+    async def maybe_fire(
+        self,
+        ready: bool,
+        partitions: OwnedPartitions,
+        highwater: Callable[[TopicPartition], int | None],
+        *,
+        now: bool = False,
+    ) -> None:
         """Scan (at most once a second, or at once with `now`) and publish what is due."""
         if not self._settings.timers_enabled:
             return
@@ -63,8 +69,12 @@ class Timers:
                     continue
                 event = timer_event(state, due, now_ms)
                 try:
-                    await self._publisher.publish(self._settings.events_topic, records.partition_key(event),
-                                                  records.encode(event), cloudevents.event_headers(event))
+                    await self._publisher.publish(
+                        self._settings.events_topic,
+                        records.partition_key(event),
+                        records.encode(event),
+                        cloudevents.event_headers(event),
+                    )
                 except Exception as exc:  # any failure: the next scan tries again
                     log.warning("timer publish failed; will retry", room_sid=sid, error=repr(exc))
                     continue

@@ -2,6 +2,7 @@
 
 Pure domain code: raised by validation and by the API, rendered by the HTTP shell.
 """
+
 from __future__ import annotations
 
 MORE_INFO = "https://www.twilio.com/docs/errors/{code}"

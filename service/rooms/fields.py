@@ -1,5 +1,6 @@
 """Checks of single create-room parameters with rules of their own: UniqueName, StatusCallback,
 VideoCodecs and RecordingRules. Pure; each raises TwilioError (400) with the parameter's code."""
+
 from __future__ import annotations
 
 import json
@@ -36,14 +37,11 @@ def unique_name(name: str | None) -> str | None:
     if name is None:
         return None
     if len(name) > MAX_UNIQUE_NAME_LENGTH:
-        raise error(E_NAME_TOO_LONG, f"UniqueName has {len(name)} characters, "
-                                      f"the maximum is {MAX_UNIQUE_NAME_LENGTH}")
+        raise error(E_NAME_TOO_LONG, f"UniqueName has {len(name)} characters, the maximum is {MAX_UNIQUE_NAME_LENGTH}")
     if any(_bad_name_char(ch) for ch in name):
-        raise error(E_NAME_CHARS, "UniqueName must be valid UTF-8 text without control "
-                                   "characters")
+        raise error(E_NAME_CHARS, "UniqueName must be valid UTF-8 text without control characters")
     if _SID_RE.fullmatch(name):
-        raise error(E_NAME_INVALID, "UniqueName must not have the form of a Room SID "
-                                     "(RM followed by 32 hex digits)")
+        raise error(E_NAME_INVALID, "UniqueName must not have the form of a Room SID (RM followed by 32 hex digits)")
     return name
 
 
@@ -81,8 +79,7 @@ def video_codecs(values: Sequence[str] | None) -> tuple[str, ...]:
                 continue
             codec = part.upper()
             if codec not in VIDEO_CODECS:
-                raise invalid(f"VideoCodecs value {show(part)} is not one of "
-                               f"{', '.join(VIDEO_CODECS)}")
+                raise invalid(f"VideoCodecs value {show(part)} is not one of {', '.join(VIDEO_CODECS)}")
             if codec not in codecs:
                 codecs.append(codec)
     return tuple(codecs)
@@ -105,14 +102,14 @@ def recording_rules(text: str | None) -> dict | list | None:
     if isinstance(parsed, dict):
         extra = sorted(set(parsed) - {"rules"})
         if extra or "rules" not in parsed:
-            raise error(E_RECORDING_RULES, "RecordingRules must be an array of rules or an object "
-                                            "with only a \"rules\" array")
+            raise error(
+                E_RECORDING_RULES, 'RecordingRules must be an array of rules or an object with only a "rules" array'
+            )
         rules = parsed["rules"]
     else:
         rules = parsed
     if not isinstance(rules, list):
-        raise error(E_RECORDING_RULES, "RecordingRules must be an array of rules or an object "
-                                        "with a \"rules\" array")
+        raise error(E_RECORDING_RULES, 'RecordingRules must be an array of rules or an object with a "rules" array')
     for index, rule in enumerate(rules):
         _check_rule(index, rule)
     return parsed
@@ -130,18 +127,17 @@ def _check_rule(index: int, rule: Any) -> None:
     if unknown:
         raise error(E_RECORDING_RULES, f"{where} has unknown key(s) {', '.join(unknown)}")
     if rule.get("type") not in RECORDING_RULE_TYPES:
-        raise error(E_RECORDING_RULES, f"{where} needs \"type\" include or exclude")
+        raise error(E_RECORDING_RULES, f'{where} needs "type" include or exclude')
     filters = [name for name in _RULE_FILTERS if name in rule]
     if not filters:
         raise error(E_RECORDING_RULES, f"{where} needs a filter: all, publisher, track or kind")
     if "all" in rule:
         if rule["all"] is not True:
-            raise error(E_RECORDING_RULES, f"{where}: \"all\" must be true")
+            raise error(E_RECORDING_RULES, f'{where}: "all" must be true')
         if len(filters) > 1:
-            raise error(E_RECORDING_RULES, f"{where}: \"all\" cannot be combined with other "
-                                            "filters")
+            raise error(E_RECORDING_RULES, f'{where}: "all" cannot be combined with other filters')
     for name in ("publisher", "track"):
         if name in rule and (not isinstance(rule[name], str) or rule[name] == ""):
-            raise error(E_RECORDING_RULES, f"{where}: \"{name}\" must be a non-empty string")
+            raise error(E_RECORDING_RULES, f'{where}: "{name}" must be a non-empty string')
     if "kind" in rule and rule["kind"] not in RECORDING_RULE_KINDS:
-        raise error(E_RECORDING_RULES, f"{where}: \"kind\" must be audio, video or data")
+        raise error(E_RECORDING_RULES, f'{where}: "kind" must be audio, video or data')

@@ -1,5 +1,6 @@
 """Twilio's limits and enumerations for rooms, its error codes and phrases, and the error helpers
 that the parameter checks (params.py, fields.py) raise with. Tables: no logic beyond formatting."""
+
 from __future__ import annotations
 
 from service.rooms.errors import TwilioError

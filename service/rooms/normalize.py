@@ -1,5 +1,6 @@
 """Normalization of create-room input to the form shape ``{Param: [str, ...]}``: a form body as it is,
 a JSON body with real JSON types turned into the strings a form would carry (see params.py)."""
+
 from __future__ import annotations
 
 import json
@@ -43,10 +44,14 @@ PARAMS: dict[str, tuple[str, int]] = {
     "RecordingRules": (_JSON, E_RECORDING_RULES),
 }
 
-_JSON_TYPE_NAMES = {dict: "an object", list: "an array", bool: "a boolean", int: "a number",
-                    float: "a number", str: "a string"}
-
-
+_JSON_TYPE_NAMES = {
+    dict: "an object",
+    list: "an array",
+    bool: "a boolean",
+    int: "a number",
+    float: "a number",
+    str: "a string",
+}
 
 
 def normalize_form(form: Any, known: Mapping[str, tuple[str, int]]) -> dict[str, list[str]]:
@@ -65,8 +70,9 @@ def normalize_form(form: Any, known: Mapping[str, tuple[str, int]]) -> dict[str,
                 try:
                     item = item.decode("utf-8")
                 except UnicodeDecodeError:
-                    raise shape_error(E_NAME_CHARS if key == "UniqueName" else code,
-                                       f"{key} is not valid UTF-8") from None
+                    raise shape_error(
+                        E_NAME_CHARS if key == "UniqueName" else code, f"{key} is not valid UTF-8"
+                    ) from None
             if not isinstance(item, str):
                 raise shape_error(code, f"{key} must be a string value")
             values.append(item)

@@ -76,6 +76,7 @@ Documented choices (where the seed and ``twilio-video.md`` leave room)
   AudioOnly vs type, VideoCodecs values, peer-to-peer incompatibilities, MediaRegion value,
   RecordingRules. E.g. the seed's example (Type=go, MaxParticipants=42, AudioOnly=true) -> 53107.
 """
+
 from __future__ import annotations
 
 import copy
@@ -251,8 +252,9 @@ def _parse_int(text: str) -> int | None:
     return int(text) if _INT_RE.fullmatch(text) else None
 
 
-def _int_param(norm: Mapping[str, list[str]], key: str, default: int, low: int, high: int,
-               code: int, explain: str) -> int:
+def _int_param(
+    norm: Mapping[str, list[str]], key: str, default: int, low: int, high: int, code: int, explain: str
+) -> int:
     text = _first(norm.get(key))
     if text is None:
         return default
@@ -293,22 +295,39 @@ def _validate(norm: Mapping[str, list[str]]) -> RoomParams:
     elif method.strip().upper() in CALLBACK_METHODS:
         method = method.strip().upper()
     else:
-        raise error(E_CALLBACK_METHOD, f"StatusCallbackMethod {show(method)} is not one of "
-                                        f"{', '.join(CALLBACK_METHODS)}")
+        raise error(
+            E_CALLBACK_METHOD, f"StatusCallbackMethod {show(method)} is not one of {', '.join(CALLBACK_METHODS)}"
+        )
 
     limit = MAX_PARTICIPANTS[room_type]
     max_participants = _int_param(
-        norm, "MaxParticipants", limit, 1, limit, E_MAX_PARTICIPANTS,
-        f"must be an integer from 1 to {limit} for Type {room_type}")
+        norm,
+        "MaxParticipants",
+        limit,
+        1,
+        limit,
+        E_MAX_PARTICIPANTS,
+        f"must be an integer from 1 to {limit} for Type {room_type}",
+    )
     max_participant_duration = _int_param(
-        norm, "MaxParticipantDuration", DEFAULT_MAX_PARTICIPANT_DURATION,
-        MIN_PARTICIPANT_DURATION, MAX_PARTICIPANT_DURATION, E_PARTICIPANT_DURATION,
-        f"must be an integer number of seconds from {MIN_PARTICIPANT_DURATION} "
-        f"to {MAX_PARTICIPANT_DURATION}")
+        norm,
+        "MaxParticipantDuration",
+        DEFAULT_MAX_PARTICIPANT_DURATION,
+        MIN_PARTICIPANT_DURATION,
+        MAX_PARTICIPANT_DURATION,
+        E_PARTICIPANT_DURATION,
+        f"must be an integer number of seconds from {MIN_PARTICIPANT_DURATION} to {MAX_PARTICIPANT_DURATION}",
+    )
     timeouts = [
-        _int_param(norm, key, DEFAULT_ROOM_TIMEOUT, MIN_ROOM_TIMEOUT, MAX_ROOM_TIMEOUT, E_TIMEOUT,
-                   f"must be a whole number of minutes from {MIN_ROOM_TIMEOUT} "
-                   f"to {MAX_ROOM_TIMEOUT}")
+        _int_param(
+            norm,
+            key,
+            DEFAULT_ROOM_TIMEOUT,
+            MIN_ROOM_TIMEOUT,
+            MAX_ROOM_TIMEOUT,
+            E_TIMEOUT,
+            f"must be a whole number of minutes from {MIN_ROOM_TIMEOUT} to {MAX_ROOM_TIMEOUT}",
+        )
         for key in ("EmptyRoomTimeout", "UnusedRoomTimeout")
     ]
 
@@ -324,9 +343,11 @@ def _validate(norm: Mapping[str, list[str]]) -> RoomParams:
     region = _first(norm.get("MediaRegion"))
 
     if room_type == "peer-to-peer":
-        for given, name in ((region is not None, "MediaRegion"),
-                            (record, "RecordParticipantsOnConnect=true"),
-                            (bool(codecs), "VideoCodecs")):
+        for given, name in (
+            (region is not None, "MediaRegion"),
+            (record, "RecordParticipantsOnConnect=true"),
+            (bool(codecs), "VideoCodecs"),
+        ):
             if given:
                 raise error(E_PARAMS, f"{name} is not available for Type peer-to-peer")
 
@@ -335,8 +356,7 @@ def _validate(norm: Mapping[str, list[str]]) -> RoomParams:
     elif region.strip().lower() in MEDIA_REGIONS:
         region = region.strip().lower()
     else:
-        raise error(E_MEDIA_REGION, f"MediaRegion {show(region)} is not one of "
-                                     f"{', '.join(MEDIA_REGIONS)}")
+        raise error(E_MEDIA_REGION, f"MediaRegion {show(region)} is not one of {', '.join(MEDIA_REGIONS)}")
 
     recording_rules = fields.recording_rules(_first(norm.get("RecordingRules")))
 
@@ -375,5 +395,8 @@ def _validate(norm: Mapping[str, list[str]]) -> RoomParams:
 def form_from_json(doc: Mapping[str, Any]) -> dict[str, list[str]]:
     """A JSON request body as form parameters (what the event record keeps as `params`): strings
     as they are, other values as their JSON text, and `null` as a parameter not given."""
-    return {key: [value if isinstance(value, str) else orjson.dumps(value).decode()]
-            for key, value in doc.items() if value is not None}
+    return {
+        key: [value if isinstance(value, str) else orjson.dumps(value).decode()]
+        for key, value in doc.items()
+        if value is not None
+    }

@@ -18,6 +18,7 @@ Paging (decisions, tested in tests/test_rooms_api.py):
   next_page_url, key. URLs are absolute (the caller's base URL), and list the filters the client
   gave, then PageSize, Page and PageToken, as Twilio's do.
 """
+
 from __future__ import annotations
 
 import base64
@@ -33,10 +34,18 @@ from service.rooms.errors import TwilioError
 from service.state.render import RESOURCE_FIELDS
 
 # The sub-resources Twilio links from a room; all are served (Transcriptions as an empty list).
-ROOM_LINKS = (("participants", "Participants"), ("recordings", "Recordings"),
-              ("recording_rules", "RecordingRules"), ("transcriptions", "Transcriptions"))
-PARTICIPANT_LINKS = (("published_tracks", "PublishedTracks"), ("subscribed_tracks", "SubscribedTracks"),
-                     ("subscribe_rules", "SubscribeRules"), ("anonymize", "Anonymize"))
+ROOM_LINKS = (
+    ("participants", "Participants"),
+    ("recordings", "Recordings"),
+    ("recording_rules", "RecordingRules"),
+    ("transcriptions", "Transcriptions"),
+)
+PARTICIPANT_LINKS = (
+    ("published_tracks", "PublishedTracks"),
+    ("subscribed_tracks", "SubscribedTracks"),
+    ("subscribe_rules", "SubscribeRules"),
+    ("anonymize", "Anonymize"),
+)
 
 
 def room_resource(doc: Mapping[str, Any], base_url: str) -> dict[str, Any]:
@@ -137,8 +146,11 @@ def decode_token(token: str, shape: Sequence[type]) -> tuple[str, Key]:
         key = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     except (binascii.Error, ValueError):
         raise bad from None
-    if (not isinstance(key, list) or len(key) != len(shape)
-            or not all(type(v) is t for v, t in zip(key, shape, strict=True))):
+    if (
+        not isinstance(key, list)
+        or len(key) != len(shape)
+        or not all(type(v) is t for v, t in zip(key, shape, strict=True))
+    ):
         raise bad
     return token[1], tuple(key)
 
@@ -150,8 +162,14 @@ class Window:
     has_after: bool
 
 
-def window(items: Sequence[Any], key: Callable[[Any], Key], page_size: int, *, offset: int = 0,
-           token: tuple[str, Key] | None = None) -> Window:
+def window(
+    items: Sequence[Any],
+    key: Callable[[Any], Key],
+    page_size: int,
+    *,
+    offset: int = 0,
+    token: tuple[str, Key] | None = None,
+) -> Window:
     """One page of `items` (sorted ascending by `key`): by keyset token, else by offset."""
     keys = [key(item) for item in items]
     if token is not None and token[0] == "A":
@@ -165,8 +183,16 @@ def window(items: Sequence[Any], key: Callable[[Any], Key], page_size: int, *, o
     return Window(list(items[start:end]), start > 0 and len(items) > 0, end < len(items))
 
 
-def page_meta(list_url: str, key_name: str, filters: Sequence[tuple[str, str]], page: int, page_size: int,
-              page_token: str | None, win: Window, key: Callable[[Any], Key]) -> dict[str, Any]:
+def page_meta(
+    list_url: str,
+    key_name: str,
+    filters: Sequence[tuple[str, str]],
+    page: int,
+    page_size: int,
+    page_token: str | None,
+    win: Window,
+    key: Callable[[Any], Key],
+) -> dict[str, Any]:
     """Twilio's ``meta`` object for one page of a list at `list_url` (absolute)."""
 
     def url(page_number: int, token: str | None) -> str:

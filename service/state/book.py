@@ -9,6 +9,7 @@ With a retention (service/state/retention.py), ended rooms leave the book by eve
 events for them are refused with a reason instead of folded. Each room also carries a version:
 the greatest events-topic offset folded into it, monotonic, the same in a replay.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -67,9 +68,14 @@ class RoomBook:
         name = unique_name(after)
         holder = self.active_names.get(name)
         # Arbitrate the room's first api create, even if callbacks for its SID came before it.
-        if (event["type"] == "room-created" and event.get("source") == "api"
-                and (before is None or before["config"] is None)
-                and holder is not None and holder != sid and status(self.rooms[holder]) == "in-progress"):
+        if (
+            event["type"] == "room-created"
+            and event.get("source") == "api"
+            and (before is None or before["config"] is None)
+            and holder is not None
+            and holder != sid
+            and status(self.rooms[holder]) == "in-progress"
+        ):
             after = mark_failed(after, UNIQUE_NAME_TAKEN, order_of(event))
         self.rooms[sid] = after
         if status(after) == "in-progress":
@@ -161,5 +167,6 @@ def _timeout_instant(state: RoomState, config: Mapping[str, Any]) -> int | None:
 
 def timer_event(state: RoomState, due_ms: int, now_ms: int) -> dict[str, Any]:
     config = state["config"].value
-    return records.room_ended(config.get("account_sid") or "", state["sid"], unique_name(state), due_ms,
-                              reason="timeout") | {"received_at": records.format_ms(now_ms)}
+    return records.room_ended(
+        config.get("account_sid") or "", state["sid"], unique_name(state), due_ms, reason="timeout"
+    ) | {"received_at": records.format_ms(now_ms)}

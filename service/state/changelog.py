@@ -4,6 +4,7 @@ Key: the room SID (a tombstone when it retires). Keys that start with `__` are n
 `__retired__:<SID>` remembers a retired room (its end time) so a late event cannot bring it
 back; `__checkpoint__` says where a restore starts (service/kafka/checkpoints.py).
 """
+
 from __future__ import annotations
 
 from typing import Optional

@@ -7,6 +7,7 @@ Twilio's Timestamp orders events, never arrival. Completed and failed are final 
 derive from the mere presence of an end (or failure), which no later event can take away.
 What a state means (status, end time...) is in views.py, the room document in render.py.
 """
+
 from __future__ import annotations
 
 from typing import Any, Mapping, Optional, TypeVar
@@ -19,8 +20,11 @@ __all__ = ["Ended", "Order", "RoomState", "Stamped", "empty", "fold", "mark_fail
 T = TypeVar("T")
 V = TypeVar("V", int, str)
 
-_RECORDING_STATUS = {"recording-started": (1, "processing"), "recording-completed": (2, "completed"),
-                     "recording-failed": (3, "failed")}
+_RECORDING_STATUS = {
+    "recording-started": (1, "processing"),
+    "recording-completed": (2, "completed"),
+    "recording-failed": (3, "failed"),
+}
 _TRACK_TOGGLES = {"track-added": True, "track-enabled": True, "track-disabled": False}
 _PARTICIPANT_EDGES = ("participant-connected", "participant-disconnected")
 
@@ -143,16 +147,22 @@ def mark_failed(state: RoomState, reason: str, order: Order) -> RoomState:
     return s
 
 
-def _fold_participant(participants: dict[str, ParticipantState], p: ParticipantFields, kind: str,
-                      ts: int) -> dict[str, ParticipantState]:
+def _fold_participant(
+    participants: dict[str, ParticipantState], p: ParticipantFields, kind: str, ts: int
+) -> dict[str, ParticipantState]:
     sid = p["sid"]
     cur = participants.get(sid)
     if cur is None:
-        cur = {"identity": None, "connected_ms": None, "disconnected_ms": None, "first_seen_ms": None,
-               "duration": None}
-    elif kind not in _PARTICIPANT_EDGES and p.get("status") != "disconnected" and (
-            cur["first_seen_ms"] is not None and cur["first_seen_ms"] <= ts
-            and p.get("identity") in (None, cur["identity"])):
+        cur = {"identity": None, "connected_ms": None, "disconnected_ms": None, "first_seen_ms": None, "duration": None}
+    elif (
+        kind not in _PARTICIPANT_EDGES
+        and p.get("status") != "disconnected"
+        and (
+            cur["first_seen_ms"] is not None
+            and cur["first_seen_ms"] <= ts
+            and p.get("identity") in (None, cur["identity"])
+        )
+    ):
         return participants  # most events only mention their participant: nothing changes
     new = cur.copy()
     new["identity"] = _min(cur["identity"], p.get("identity"))
@@ -167,13 +177,20 @@ def _fold_participant(participants: dict[str, ParticipantState], p: ParticipantF
     return out
 
 
-def _fold_track(tracks: dict[str, TrackState], t: TrackFields, participant: ParticipantFields | None, kind: str,
-                order: Order) -> dict[str, TrackState]:
+def _fold_track(
+    tracks: dict[str, TrackState], t: TrackFields, participant: ParticipantFields | None, kind: str, order: Order
+) -> dict[str, TrackState]:
     sid = t["sid"]
     cur = tracks.get(sid)
     if cur is None:
-        cur = {"participant_sid": None, "kind": None, "name": None, "added_ms": None, "removed_ms": None,
-               "enabled": None}
+        cur = {
+            "participant_sid": None,
+            "kind": None,
+            "name": None,
+            "added_ms": None,
+            "removed_ms": None,
+            "enabled": None,
+        }
     new = cur.copy()
     # Each almost always equal to what is stored: compared before merging.
     value = participant.get("sid") if participant else None
@@ -196,8 +213,9 @@ def _fold_track(tracks: dict[str, TrackState], t: TrackFields, participant: Part
     return out
 
 
-def _fold_recording(recordings: dict[str, RecordingState], r: RecordingFields,
-                    participant: ParticipantFields | None, kind: str, ts: int) -> dict[str, RecordingState]:
+def _fold_recording(
+    recordings: dict[str, RecordingState], r: RecordingFields, participant: ParticipantFields | None, kind: str, ts: int
+) -> dict[str, RecordingState]:
     sid = r["sid"]
     cur = recordings.get(sid) or {"rank": 0, "started_ms": None, "participant_sid": None}
     new = cur.copy()

@@ -4,6 +4,7 @@ Rooms are held compactly: each document as zlib-compressed JSON (a typical 8-par
 ~5 KiB of JSON, under 1 KiB compressed) plus a small summary of the fields lists and lookups
 filter on. A document is decoded only when it is read (a fetch, a page of a list, a stream).
 """
+
 from __future__ import annotations
 
 import zlib
@@ -36,8 +37,17 @@ class _Stored(NamedTuple):
 
 
 def _summary(doc: Mapping[str, Any], partition: int, offset: int) -> RoomSummary:
-    return RoomSummary(doc["sid"], doc.get("unique_name") or doc["sid"], doc.get("status"), doc.get("created_via"),
-                       doc.get("failure_reason"), doc.get("date_created_ms") or 0, doc.get("end_time_ms"), partition, offset)
+    return RoomSummary(
+        doc["sid"],
+        doc.get("unique_name") or doc["sid"],
+        doc.get("status"),
+        doc.get("created_via"),
+        doc.get("failure_reason"),
+        doc.get("date_created_ms") or 0,
+        doc.get("end_time_ms"),
+        partition,
+        offset,
+    )
 
 
 class CompactDocs(Mapping[str, Doc]):

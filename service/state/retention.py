@@ -16,6 +16,7 @@ Event time is the provider's timestamp, but no later than the ingress's receipt 
 small allowance (`event_time`): a callback stamped years ahead must not push the watermark past
 every room and retire them all. Both times are in the record, so replays agree.
 """
+
 from __future__ import annotations
 
 import heapq

@@ -1,4 +1,5 @@
 """Derived views of a room state: its status, unique name, times and participant timeline. Pure."""
+
 from __future__ import annotations
 
 from typing import Mapping
