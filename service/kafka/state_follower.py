@@ -55,7 +55,7 @@ class StateFollower:
             if starts.get(tp.partition):
                 self.consumer.seek(tp, starts[tp.partition])
             self.positions[tp.partition] = starts.get(tp.partition, 0)
-        ends = await self.consumer.end_offsets(tps)
+        ends = await self._ends(tps)
         self._catch_up_targets = {tp.partition: off for tp, off in ends.items()}
         # Every partition has a position from the start, so a stream id names all of them (an empty
         # one would make an EventSource reconnect without Last-Event-ID, getting a snapshot).
@@ -64,6 +64,11 @@ class StateFollower:
         if all(off == 0 for off in ends.values()):
             self.caught_up.set()
         self.task = asyncio.create_task(self._run(), name="state-follower")
+
+    async def _ends(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """Where each partition ends now: the view is caught up once it has read that far."""
+        async with PartitionReader(self.settings.kafka_bootstrap_servers, "roomevents-state-ends") as reader:
+            return {tp: end for tp, (_, end) in (await reader.bounds(tps)).items()}
 
     async def _snapshot_starts(self, partitions: list[int]) -> dict[int, int]:
         """Per state partition, where the materializer's latest snapshot of it starts (0: from the beginning)."""

@@ -1,7 +1,8 @@
-"""One batch of the loop: gather fetched records, fold them into their partitions' books, render the
-changed rooms' documents. A record the fold cannot take (records.RecordError) is dead-lettered as
-poison; any other error is a bug and propagates to the loop, which recovers from the committed
-offsets without skipping anything.
+"""One batch of the loop: gather fetched records, fold them into their partitions' books, retire the
+rooms whose retention passed. A record the fold cannot take (records.RecordError) is dead-lettered
+as poison, a late event of a retired room with its reason; any other error is a bug and propagates
+to the loop, which recovers from the committed offsets without skipping anything. What changed is
+published by changelog.py.
 """
 
 from __future__ import annotations
@@ -11,15 +12,13 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 
-import orjson
 from aiokafka import AIOKafkaConsumer, ConsumerRecord, TopicPartition
 
 from service import logs
-from service.events import cloudevents, record as records
+from service.events import record as records
 from service.kafka.producer import Publisher, PublishError
+from service.materializer.changelog import PartitionOutcome
 from service.materializer.partitions import OwnedPartitions
-from service.state.book import RoomBook
-from service.state.render import render
 
 log = logs.get(__name__)
 
@@ -32,7 +31,6 @@ BACKLOG_HINT = 500  # a fetch this large means more is waiting
 YIELD_EVERY = 2000
 
 Fetched = dict[TopicPartition, list[ConsumerRecord]]
-StateItem = tuple[bytes, bytes, list[tuple[str, bytes]]]
 
 
 async def gather(consumer: AIOKafkaConsumer) -> Fetched:
@@ -57,10 +55,14 @@ async def gather(consumer: AIOKafkaConsumer) -> Fetched:
 
 @dataclass
 class Folded:
-    changed: dict[str, RoomBook] = field(default_factory=dict)  # room SID -> the book holding it
+    outcomes: dict[int, PartitionOutcome] = field(default_factory=dict)  # per partition: changed, retired
     commits: dict[TopicPartition, int] = field(default_factory=dict)  # the next offset per partition
     types: Counter[str] = field(default_factory=Counter)  # folded records by event type
     records: int = 0  # consumed: folded or dead-lettered
+
+    @property
+    def changed_rooms(self) -> int:
+        return sum(len(o.changed) for o in self.outcomes.values())
 
 
 async def fold(
@@ -74,25 +76,36 @@ async def fold(
                 # Assigned but not rebuilt yet: read these again once it is, never skip them.
                 consumer.seek(tp, messages[0].offset)
             continue  # or revoked while fetched: the new owner reads them
+        outcome = out.outcomes.setdefault(tp.partition, PartitionOutcome())
         for n, message in enumerate(messages, 1):
             if n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)  # lets the fetcher send its next requests while we fold
             try:
                 event = records.decode_for_fold(message.value)
-                sid = book.apply(event)
+                applied = book.take(event, message.offset)
             except records.RecordError as exc:  # undecodable, unknown version, or a shape the fold cannot take
-                await _dead_letter(publisher, tp, message, exc)
+                await _dead_letter(publisher, tp, message, "poison", f"{type(exc).__name__}: {exc}")
                 continue
-            out.changed[sid] = book
+            if applied.refused is not None:  # a late event of a retired room (service/state/retention.py)
+                await _dead_letter(publisher, tp, message, applied.refused, f"room {applied.sid}")
+                continue
+            if applied.changed:
+                outcome.changed.add(applied.sid)
             out.types[event["type"]] += 1
             log.debug(
                 "event folded",
-                room_sid=sid,
+                room_sid=applied.sid,
                 type=event["type"],
                 event_id=event["event_id"],
                 partition=tp.partition,
                 offset=message.offset,
             )
+        # Retirement by event time, once per batch: a replay retires the same rooms in the end.
+        retired = book.retire_due()
+        outcome.retired.update((sid, book.retention.retired[sid]) for sid in retired)
+        outcome.changed.difference_update(retired)
+        if book.retention is not None:
+            outcome.expired = book.retention.expired()
         out.commits[tp] = messages[-1].offset + 1
         partitions.advance(tp.partition, out.commits[tp])
         out.records += len(messages)
@@ -100,26 +113,10 @@ async def fold(
 
 
 async def _dead_letter(
-    publisher: Publisher, tp: TopicPartition, message: ConsumerRecord, exc: records.RecordError
+    publisher: Publisher, tp: TopicPartition, message: ConsumerRecord, reason: str, detail: str
 ) -> None:
     parked = await publisher.dead_letter(
-        tp.topic,
-        message.key,
-        message.value,
-        list(message.headers or ()),
-        reason="poison",
-        detail=f"{type(exc).__name__}: {exc}",
+        tp.topic, message.key, message.value, list(message.headers or ()), reason=reason, detail=detail
     )
     if not parked:  # never skip a record silently: redo the batch
-        raise PublishError(f"could not dead-letter offset {message.offset}") from exc
-
-
-async def render_changed(changed: dict[str, RoomBook]) -> list[StateItem]:
-    """Each changed room's latest document of the batch, as state-topic records."""
-    items = []
-    for n, (sid, book) in enumerate(changed.items(), 1):
-        if n % YIELD_EVERY == 0:
-            await asyncio.sleep(0)
-        doc = render(book.rooms[sid])
-        items.append((sid.encode(), orjson.dumps(doc), cloudevents.state_headers(doc)))
-    return items
+        raise PublishError(f"could not dead-letter offset {message.offset}")

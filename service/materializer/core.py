@@ -20,6 +20,7 @@ from aiokafka.errors import KafkaError
 from service import logs
 from service.kafka.producer import Publisher, PublishError
 from service.materializer import batch
+from service.materializer.changelog import ChangelogWriter
 from service.materializer.commits import CommitPipeline
 from service.materializer.gauges import Gauges
 from service.materializer.partitions import OwnedPartitions
@@ -62,7 +63,8 @@ class Materializer:
         self._partitions = OwnedPartitions()
         self._timers = Timers(settings, self._publisher, clock)
         self._consumer: AIOKafkaConsumer | None = None
-        self._recovery: Recovery | None = None  # these three need the consumer: made in start()
+        self._recovery: Recovery | None = None  # these need the consumer: made in start()
+        self._changelog: ChangelogWriter | None = None
         self._commits: CommitPipeline | None = None
         self._gauges: Gauges | None = None
         self._ready = False
@@ -87,6 +89,11 @@ class Materializer:
     def books(self) -> Mapping[int, RoomBook]:
         """The rooms per owned partition (a read-only view, for tests and benchmarks)."""
         return self._partitions.books
+
+    @property
+    def last_restore(self) -> dict:
+        """How each partition of the latest assignment was restored (changelog, replay or empty)."""
+        return self._recovery.last if self._recovery is not None else {}
 
     @property
     def processed(self) -> int:
@@ -121,6 +128,7 @@ class Materializer:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self._recovery = Recovery(settings, consumer)
+        self._changelog = ChangelogWriter(settings, self._publisher, consumer.end_offsets)
         self._gauges = Gauges(self._metrics, self._partitions, consumer.highwater)
         self._commits = CommitPipeline(consumer, self._gauges.after_commit)
         await consumer.start()
@@ -166,14 +174,20 @@ class Materializer:
     async def _process(self, batches: batch.Fetched) -> None:
         folded = await batch.fold(batches, self._partitions, self._consumer, self._publisher)
         self._processed += folded.records
-        # Only each room's latest state of the batch is published.
-        items = await batch.render_changed(folded.changed)
-        acks = await self._publisher.send_many(self._settings.state_topic, items)
+        # Only each changed room's latest state of the batch is published (and retirements, snapshots).
+        acks = await self._changelog.publish(
+            folded.outcomes, self._partitions.book, self._partitions.marks, self._commits.drain
+        )
         await self._commits.submit(acks, folded.commits)
         for kind, count in folded.types.items():
             self._metrics.records.labels(kind).inc(count)
-        if folded.changed:
-            log.info("batch materialized", records=sum(len(m) for m in batches.values()), rooms=len(folded.changed))
+        if folded.changed_rooms:
+            log.info(
+                "batch materialized",
+                records=sum(len(m) for m in batches.values()),
+                rooms=folded.changed_rooms,
+                retired=sum(len(o.retired) for o in folded.outcomes.values()),
+            )
 
     async def _recover(self) -> None:
         """After a failed batch: forget it, rebuild every owned partition and resume from the
@@ -208,8 +222,8 @@ class Materializer:
     async def _rebuild(self, assigned: Collection[TopicPartition]) -> None:
         """Rebuild the partitions and install them, all at once: a failure leaves them unbuilt."""
         rebuilt = await self._recovery.rebuild(assigned)
-        for partition, (book, position) in rebuilt.items():
-            self._partitions.install(partition, book, position)
+        for partition, (book, position, marks) in rebuilt.items():
+            self._partitions.install(partition, book, position, marks)
 
     # ------------------------------------------------------------ rebalances (called by _Rebalance)
 

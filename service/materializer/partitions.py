@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from types import MappingProxyType
 
+from service.materializer.changelog import SnapshotMarks
 from service.state.book import RoomBook
 from service.state.views import status
 
@@ -16,14 +17,21 @@ class OwnedPartitions:
     def __init__(self) -> None:
         self._books: dict[int, RoomBook] = {}
         self._positions: dict[int, int] = {}
+        self._marks: dict[int, SnapshotMarks] = {}
 
-    def install(self, partition: int, book: RoomBook, position: int) -> None:
+    def install(self, partition: int, book: RoomBook, position: int, marks: SnapshotMarks | None = None) -> None:
         self._books[partition] = book
         self._positions[partition] = position
+        self._marks[partition] = marks or SnapshotMarks()
 
     def drop(self, partition: int) -> None:
         self._books.pop(partition, None)
         self._positions.pop(partition, None)
+        self._marks.pop(partition, None)
+
+    def marks(self, partition: int) -> SnapshotMarks:
+        """Where the partition's latest snapshot starts (a snapshot is due when unknown)."""
+        return self._marks.setdefault(partition, SnapshotMarks())
 
     def book(self, partition: int) -> RoomBook | None:
         return self._books.get(partition)

@@ -1,8 +1,13 @@
 """Recovery: the state of newly assigned partitions, complete before any of their records is folded.
 
-Today by replaying each partition's events from the start up to its committed offset (folding only,
-no publishing). A restore from a changelog topic would take this place: same contract, `rebuild`
-returns each partition's rooms and the offset the loop goes on from.
+From the changelog (service/materializer/changelog.py): the partition's last checkpoint says where
+its latest snapshot starts; the entries from there on are the rooms held (and the retired ones
+remembered), as of some events offset at or past the committed one. The loop goes on from the
+committed offset: events the changelog already reflects are folded again, which the fold takes
+as the duplicates they are. A restore reads about the rooms held, not the events ever written.
+
+A partition with a committed offset but no checkpoint (written before the changelog existed) is
+rebuilt the old way, by replaying its events from the start, and snapshots on its first batch.
 """
 
 from __future__ import annotations
@@ -15,7 +20,10 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from service import logs
 from service.events import record as records
+from service.kafka.checkpoints import RESERVED_PREFIX, PartitionReader
+from service.materializer.changelog import SnapshotMarks
 from service.settings import Settings
+from service.state import changelog as entries
 from service.state.book import RoomBook
 
 log = logs.get(__name__)
@@ -27,31 +35,94 @@ REBUILD_IDLE_PASSES = 6  # empty fetches (0.5 s each) before a replay is taken a
 class Rebuilt(NamedTuple):
     book: RoomBook
     position: int  # the next offset to fold: the committed offset (0 when nothing was committed)
+    marks: SnapshotMarks
+
+
+class Restored(NamedTuple):
+    """How a partition's state was obtained (logged; read by tests and the restore benchmark)."""
+
+    source: str  # "changelog", "replay" or "empty"
+    records: int  # changelog entries or events read
+    rooms: int
 
 
 class Recovery:
     def __init__(self, settings: Settings, consumer: AIOKafkaConsumer) -> None:
         self._settings = settings
         self._consumer = consumer  # the group member: whose committed offsets to replay up to
+        self._last: dict[int, Restored] = {}
+
+    @property
+    def last(self) -> dict[int, Restored]:
+        """How each partition of the latest rebuild was restored."""
+        return dict(self._last)
 
     async def rebuild(self, assigned: Collection[TopicPartition]) -> dict[int, Rebuilt]:
-        """Each assigned partition's rooms as of its committed offset. Raises when a partition could
-        not be read: nothing is returned half-built."""
+        """Each assigned partition's rooms as of (at least) its committed offset. Raises when a
+        partition could not be read: nothing is returned half-built."""
         started = time.perf_counter()
-        books: dict[int, RoomBook] = {tp.partition: RoomBook() for tp in assigned}
-        targets: dict[TopicPartition, int] = {}
+        retain = self._settings.retain_ended_ms
+        books: dict[int, RoomBook] = {tp.partition: RoomBook(retain) for tp in assigned}
+        marks: dict[int, SnapshotMarks] = {tp.partition: SnapshotMarks() for tp in assigned}
+        committed: dict[TopicPartition, int] = {}
         for tp in assigned:
-            committed = await self._consumer.committed(tp)
-            if committed:
-                targets[tp] = committed
-        replayed = await self._replay(targets, books) if targets else 0
+            offset = await self._consumer.committed(tp)
+            if offset:
+                committed[tp] = offset
+        restored: dict[int, Restored] = {}
+        async with PartitionReader(self._settings.kafka_bootstrap_servers, "roomevents-restore") as reader:
+            for tp in assigned:
+                restored[tp.partition] = await self._restore(
+                    reader, tp.partition, books[tp.partition], marks[tp.partition]
+                )
+        to_replay = {tp: off for tp, off in committed.items() if restored[tp.partition].source == "empty"}
+        if to_replay:
+            replayed = await self._replay(to_replay, books)
+            for tp in to_replay:
+                restored[tp.partition] = Restored("replay", replayed, len(books[tp.partition].rooms))
+        self._last = restored
         log.info(
-            "partitions assigned and rebuilt",
-            partitions=sorted(tp.partition for tp in assigned),
-            replayed=replayed,
+            "partitions assigned and restored",
+            partitions={p: r._asdict() for p, r in sorted(restored.items())},
             seconds=round(time.perf_counter() - started, 3),
         )
-        return {tp.partition: Rebuilt(books[tp.partition], targets.get(tp, 0)) for tp in assigned}
+        return {
+            tp.partition: Rebuilt(books[tp.partition], committed.get(tp, 0), marks[tp.partition]) for tp in assigned
+        }
+
+    async def _restore(self, reader: PartitionReader, partition: int, book: RoomBook, marks: SnapshotMarks) -> Restored:
+        """The partition's rooms from its changelog, from the latest snapshot on ("empty": none yet)."""
+        tp = TopicPartition(self._settings.changelog_topic, partition)
+        begin, end = (await reader.bounds([tp]))[tp]
+        checkpoint = await reader.last_checkpoint(tp, begin, end)
+        if checkpoint is None:
+            return Restored("empty", 0, 0)
+        read = 0
+        async for message in reader.read(tp, max(begin, checkpoint["changelog_start"]), end):
+            read += 1
+            key = message.key or b""
+            if key.startswith(RESERVED_PREFIX):
+                text = key.decode()
+                if text.startswith(entries.RETIRED_PREFIX) and book.retention is not None:
+                    sid = text[len(entries.RETIRED_PREFIX) :]
+                    if message.value is None:
+                        book.retention.retired.pop(sid, None)
+                    else:
+                        book.retention.restore_retired(sid, entries.decode_retired(message.value))
+                continue
+            sid = key.decode()
+            if message.value is None:
+                book.forget([sid])
+            else:
+                state, version = entries.decode_room(message.value)
+                book.restore(sid, state, version)
+        book.restored()
+        if book.retention is not None:
+            book.retention.restore_watermark(checkpoint.get("watermark_ms"))
+        marks.changelog_start = checkpoint["changelog_start"]
+        marks.state_start = checkpoint.get("state_start")
+        marks.written_since = read
+        return Restored("changelog", read, len(book.rooms))
 
     async def _replay(self, targets: dict[TopicPartition, int], books: dict[int, RoomBook]) -> int:
         reader = AIOKafkaConsumer(
@@ -77,7 +148,7 @@ class Recovery:
                         if message.offset >= remaining[tp]:
                             break
                         try:
-                            book.apply(records.decode_for_fold(message.value))
+                            book.take(records.decode_for_fold(message.value), message.offset)
                         except records.RecordError:
                             continue  # dead-lettered when first consumed
                         replayed += 1

@@ -1,0 +1,166 @@
+"""Publishing a batch's outcome per partition: room documents, changelog entries, tombstones, snapshots.
+
+The state and changelog topics are co-partitioned with the events topic: what the fold of events
+partition p produces goes to partition p of both (written by number, whatever the key hashes to),
+so one materializer is the only writer of each. Per partition and batch:
+
+- each changed room: its document (state topic) and its fold state with its version (changelog);
+- each retired room: a tombstone on both, and a `__retired__:<SID>` entry on the changelog that
+  keeps late events out (and a tombstone for that entry once it expires);
+- now and then a snapshot: every held room again, from known start offsets on both topics, once the
+  changelog has grown by more than twice the rooms held since the last one (amortized, one extra
+  write per change at most), so a restore reads about the rooms held, not all history;
+- last, a checkpoint (service/kafka/checkpoints.py): where the latest snapshot starts, and the
+  partition's event time.
+
+Offsets are committed only after all of it is acknowledged (commits.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+
+import orjson
+from aiokafka import TopicPartition
+
+from service import logs
+from service.events import cloudevents
+from service.kafka.checkpoints import CHECKPOINT_KEY, encode_checkpoint
+from service.kafka.producer import Publisher
+from service.settings import Settings
+from service.state import changelog as entries
+from service.state.book import RoomBook
+from service.state.render import render
+
+log = logs.get(__name__)
+
+YIELD_EVERY = 2000
+# A snapshot is due once the changelog grew by more than max(SNAPSHOT_FACTOR x rooms held,
+# SNAPSHOT_MIN_RECORDS) records since the last one.
+SNAPSHOT_FACTOR = 2
+SNAPSHOT_MIN_RECORDS = 1000
+
+Item = tuple[bytes, bytes | None, list[tuple[str, bytes]]]
+
+
+@dataclass
+class SnapshotMarks:
+    """Where a partition's latest snapshot starts, and how much was written since."""
+
+    changelog_start: int | None = None
+    state_start: int | None = None
+    written_since: int = 0
+
+    def due(self, rooms_held: int) -> bool:
+        if self.changelog_start is None:
+            return True
+        return self.written_since > max(SNAPSHOT_FACTOR * rooms_held, SNAPSHOT_MIN_RECORDS)
+
+
+@dataclass
+class PartitionOutcome:
+    """What one batch did to one partition's book."""
+
+    changed: set[str] = field(default_factory=set)  # room SIDs whose state changed (and are still held)
+    retired: dict[str, int] = field(default_factory=dict)  # retired room SID -> its end time
+    expired: list[str] = field(default_factory=list)  # retired SIDs no longer remembered
+
+
+def state_document(book: RoomBook, sid: str) -> dict:
+    doc = render(book.rooms[sid])
+    # Monotonic per room: the greatest events-topic offset folded into it (the history store's guard).
+    doc["version"] = book.versions.get(sid)
+    return doc
+
+
+class ChangelogWriter:
+    def __init__(
+        self,
+        settings: Settings,
+        publisher: Publisher,
+        end_offsets: Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]],
+    ) -> None:
+        self._settings = settings
+        self._publisher = publisher
+        self._end_offsets = end_offsets
+
+    async def publish(
+        self,
+        outcomes: dict[int, PartitionOutcome],
+        books: Callable[[int], RoomBook | None],
+        marks: Callable[[int], SnapshotMarks],
+        drain: Callable[[], Awaitable[None]],
+    ) -> list[asyncio.Future]:
+        """Send every partition's records; returns the futures of their acks (commit after them)."""
+        settings = self._settings
+        due = [p for p, _ in outcomes.items() if (book := books(p)) is not None and marks(p).due(len(book.rooms))]
+        starts: dict[int, tuple[int, int]] = {}
+        if due:
+            # A snapshot starts at the ends of both partitions: wait for what is in flight, then ask.
+            await drain()
+            tps = [TopicPartition(t, p) for p in due for t in (settings.changelog_topic, settings.state_topic)]
+            ends = await self._end_offsets(tps)
+            starts = {
+                p: (ends[TopicPartition(settings.changelog_topic, p)], ends[TopicPartition(settings.state_topic, p)])
+                for p in due
+            }
+        acks: list[asyncio.Future] = []
+        for partition, outcome in outcomes.items():
+            book = books(partition)
+            if book is None:
+                continue
+            mark = marks(partition)
+            snapshot = partition in starts
+            rooms = book.rooms.keys() if snapshot else outcome.changed
+            state_items, changelog_items = await self._room_items(book, rooms)
+            for sid, ended_ms in outcome.retired.items():
+                state_items.append((sid.encode(), None, []))
+                changelog_items.append((sid.encode(), None, []))
+                changelog_items.append((entries.retired_key(sid), entries.encode_retired(ended_ms), []))
+            if snapshot:
+                # Remembered retired rooms are part of the state a restore needs.
+                changelog_items.extend(
+                    (entries.retired_key(sid), entries.encode_retired(ended), [])
+                    for sid, ended in retired_of(book)
+                    if sid not in outcome.retired
+                )
+            changelog_items.extend((entries.retired_key(sid), None, []) for sid in outcome.expired)
+            if snapshot:
+                mark.changelog_start, mark.state_start = starts[partition]
+                mark.written_since = 0
+                log.info(
+                    "snapshot written",
+                    partition=partition,
+                    rooms=len(book.rooms),
+                    changelog_start=mark.changelog_start,
+                    state_start=mark.state_start,
+                )
+            mark.written_since += len(changelog_items)
+            watermark = book.retention.watermark_ms if book.retention is not None else None
+            changelog_items.append(
+                (CHECKPOINT_KEY, encode_checkpoint(mark.changelog_start, mark.state_start, watermark), [])
+            )
+            acks += await self._publisher.send_many(settings.state_topic, state_items, partition=partition)
+            acks += await self._publisher.send_many(settings.changelog_topic, changelog_items, partition=partition)
+        return acks
+
+    async def _room_items(self, book: RoomBook, sids: Iterable[str]) -> tuple[list[Item], list[Item]]:
+        state_items: list[Item] = []
+        changelog_items: list[Item] = []
+        for n, sid in enumerate(list(sids), 1):
+            if n % YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+            state = book.rooms.get(sid)
+            if state is None:
+                continue
+            doc = state_document(book, sid)
+            key = sid.encode()
+            state_items.append((key, orjson.dumps(doc), cloudevents.state_headers(doc)))
+            changelog_items.append((key, entries.encode_room(state, book.versions.get(sid)), []))
+        return state_items, changelog_items
+
+
+def retired_of(book: RoomBook) -> list[tuple[str, int]]:
+    return list(book.retention.retired.items()) if book.retention is not None else []
