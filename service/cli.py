@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from service import logs, settings as settings_module
@@ -12,13 +13,18 @@ HELP = """\
 roomevents: Twilio Video room events, durably on Kafka, with materialized room state.
 
 commands:
-  dev           everything on one machine: starts an embedded Kafka-compatible broker (Tansu),
-                creates the topics, runs the ingress, the materializer and the read API until
-                Ctrl-C; prints the base URL, the broker address and the dev credentials
+  dev           everything on one machine: starts an embedded Kafka-compatible broker (Tansu) and,
+                unless ROOMEVENTS_DATABASE_URL is set, a private PostgreSQL (data in .data/postgres),
+                creates the topics, runs the ingress, the materializer, the archive and the read
+                API until Ctrl-C; prints the base URL, the broker, the database and the dev credentials
   ingress       the HTTP ingress and read API (Rooms API, status callbacks, SSE stream),
                 against KAFKA_BOOTSTRAP_SERVERS
   materializer  the consumer group that folds events into room state, against
                 KAFKA_BOOTSTRAP_SERVERS; health and metrics on ROOMEVENTS_METRICS_PORT
+  archive       the consumer group that writes every room document of the state topic into the
+                PostgreSQL history store (ROOMEVENTS_DATABASE_URL); applies the schema migrations
+                at start; health and metrics on ROOMEVENTS_METRICS_PORT
+  migrate       apply the history store's pending schema migrations (ROOMEVENTS_DATABASE_URL), then exit
   topics        create the events, state (compacted) and dead-letter topics if missing
 
 Settings come from environment variables; see README.md for the table.
@@ -98,6 +104,23 @@ async def _materializer(cfg) -> None:
     await _run_until_stopped(MaterializerService(cfg))
 
 
+async def _archive(cfg) -> None:
+    from service.kafka.topics import ensure_topics
+    from service.runtime import ArchiveService
+
+    await ensure_topics(cfg)
+    await _run_until_stopped(ArchiveService(cfg))
+
+
+async def _migrate(cfg) -> None:
+    from service.history.archive import migrate_once
+    from service.history.store import redact
+
+    applied = await migrate_once(cfg)
+    print(f"roomevents: history schema at {redact(cfg.database_url)} is up to date"
+          + (f"; applied {', '.join(applied)}" if applied else " (nothing to apply)"), flush=True)
+
+
 async def _topics(cfg) -> None:
     from service.kafka.topics import ensure_topics
 
@@ -106,46 +129,71 @@ async def _topics(cfg) -> None:
 
 async def _dev(cfg) -> None:
     from service.kafka.broker import EmbeddedBroker
-    from service.kafka.topics import ensure_topics
-    from service.metrics import Metrics
-    from service.runtime import IngressServer, MaterializerService
 
-    broker = None
+    broker = postgres = None
     if not cfg.kafka_bootstrap_servers:
         broker = EmbeddedBroker().start()
         cfg = cfg.with_overrides(kafka_bootstrap_servers=broker.bootstrap_servers)
+    database_note = ""
     try:
-        await ensure_topics(cfg)
-        metrics = Metrics()
-        ingress = IngressServer(cfg, metrics)
-        materializer = MaterializerService(cfg, metrics, serve_health=False)
-        shown_token = cfg.twilio_auth_token if cfg.twilio_auth_token == DEV_AUTH_TOKEN else "$TWILIO_AUTH_TOKEN"
-        banner = (
-            "\n  roomevents dev is up\n"
-            f"  base URL        {cfg.base_url()}\n"
-            f"  callbacks       {cfg.base_url()}{cfg.callback_path}\n"
-            f"  broker          {cfg.kafka_bootstrap_servers}{' (embedded Tansu, in memory)' if broker else ''}\n"
-            f"  account SID     {cfg.twilio_account_sid}\n"
-            f"  auth token      {cfg.twilio_auth_token if cfg.twilio_auth_token == DEV_AUTH_TOKEN else '(from TWILIO_AUTH_TOKEN, not shown)'}\n"
-            f"  try             curl -u \"{cfg.twilio_account_sid}:{shown_token}\" "
-            f"-d Type=group -d UniqueName=demo {cfg.base_url()}/v1/Rooms\n"
-            "  stop            Ctrl-C\n")
+        if not cfg.database_url:
+            from service.history.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
-        class Banner:
-            async def start(self):
-                print(banner, flush=True)
-
-            async def stop(self):
-                pass
-
-        await _run_until_stopped(materializer, ingress, Banner())
+            try:
+                postgres = await asyncio.to_thread(
+                    lambda: EmbeddedPostgres(os.path.join(cfg.dev_data_dir, "postgres")).start())
+                cfg = cfg.with_overrides(database_url=postgres.url())
+                database_note = f" (embedded, data in {postgres.data_dir})"
+            except EmbeddedPostgresError as exc:
+                logs.get("roomevents").warning("no history store: the embedded PostgreSQL did not start",
+                                               error=str(exc))
+                database_note = "none: " + str(exc)
+        await _dev_services(cfg, broker, database_note)
     finally:
+        if postgres is not None:
+            await asyncio.to_thread(postgres.stop)
+            print("  embedded PostgreSQL stopped", flush=True)
         if broker is not None:
             await broker.astop()
             print("  embedded broker stopped", flush=True)
 
 
-COMMANDS = {"dev": _dev, "ingress": _ingress, "materializer": _materializer, "topics": _topics}
+async def _dev_services(cfg, broker, database_note: str) -> None:
+    from service.history.store import redact
+    from service.kafka.topics import ensure_topics
+    from service.metrics import Metrics
+    from service.runtime import ArchiveService, IngressServer, MaterializerService
+
+    await ensure_topics(cfg)
+    metrics = Metrics()
+    ingress = IngressServer(cfg, metrics)
+    materializer = MaterializerService(cfg, metrics, serve_health=False)
+    archive = ArchiveService(cfg, metrics, serve_health=False) if cfg.database_url else None
+    shown_token = cfg.twilio_auth_token if cfg.twilio_auth_token == DEV_AUTH_TOKEN else "$TWILIO_AUTH_TOKEN"
+    banner = (
+        "\n  roomevents dev is up\n"
+        f"  base URL        {cfg.base_url()}\n"
+        f"  callbacks       {cfg.base_url()}{cfg.callback_path}\n"
+        f"  broker          {cfg.kafka_bootstrap_servers}{' (embedded Tansu, in memory)' if broker else ''}\n"
+        f"  database        {redact(cfg.database_url) + database_note if cfg.database_url else database_note}\n"
+        f"  account SID     {cfg.twilio_account_sid}\n"
+        f"  auth token      {cfg.twilio_auth_token if cfg.twilio_auth_token == DEV_AUTH_TOKEN else '(from TWILIO_AUTH_TOKEN, not shown)'}\n"
+        f"  try             curl -u \"{cfg.twilio_account_sid}:{shown_token}\" "
+        f"-d Type=group -d UniqueName=demo {cfg.base_url()}/v1/Rooms\n"
+        "  stop            Ctrl-C\n")
+
+    class Banner:
+        async def start(self):
+            print(banner, flush=True)
+
+        async def stop(self):
+            pass
+
+    await _run_until_stopped(*filter(None, (materializer, archive, ingress, Banner())))
+
+
+COMMANDS = {"dev": _dev, "ingress": _ingress, "materializer": _materializer, "archive": _archive,
+            "migrate": _migrate, "topics": _topics}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -154,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("command", choices=sorted(COMMANDS), help="what to run (see above)")
     args = parser.parse_args(argv)
     try:
-        cfg = settings_module.load(dev=args.command == "dev", credentials=args.command != "topics")
+        cfg = settings_module.load(dev=args.command == "dev",
+                                   credentials=args.command not in ("topics", "archive", "migrate"),
+                                   kafka=args.command != "migrate", database=args.command in ("archive", "migrate"))
     except settings_module.SettingsError as exc:
         print(f"roomevents: configuration error: {exc}", file=sys.stderr)
         return 2

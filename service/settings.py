@@ -65,6 +65,13 @@ class Settings:
     # On SIGTERM, how long /readyz reports not-ready while requests are still served, so load
     # balancers stop sending before the listener closes (Kubernetes: or a preStop sleep).
     drain_delay_s: float = 0.0
+    # PostgreSQL history store (postgres:// URL); empty: no history, rooms that leave the hot state
+    # are no longer served. Holds a password: kept out of repr.
+    database_url: str = field(default="", repr=False)
+    # Consumer group of `roomevents archive` (reads the state topic into the history store).
+    archive_group: str = "roomevents-archive"
+    # `roomevents dev`: where its private PostgreSQL keeps its data (relative to the working folder).
+    dev_data_dir: str = ".data"
 
     def with_overrides(self, **changes) -> "Settings":
         return replace(self, **changes)
@@ -120,9 +127,12 @@ def _topic(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials: bool = True) -> Settings:
+def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials: bool = True,
+         kafka: bool = True, database: bool = False) -> Settings:
     """Read and validate every setting. `dev` supplies dev credentials and a loopback host;
-    `credentials=False` (for `roomevents topics`, which talks only to Kafka) lets them be absent."""
+    `credentials=False` (for `roomevents topics`, which talks only to Kafka) lets them be absent;
+    `kafka=False` (`roomevents migrate`) lets KAFKA_BOOTSTRAP_SERVERS be absent; `database=True`
+    (`archive`, `migrate`) requires ROOMEVENTS_DATABASE_URL."""
     env = os.environ if env is None else env
     sid = env.get("TWILIO_ACCOUNT_SID", "")
     token = env.get("TWILIO_AUTH_TOKEN", "")
@@ -138,7 +148,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials
         raise SettingsError("TWILIO_AUTH_TOKEN is required")
 
     bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "")
-    if not bootstrap and not dev:
+    if not bootstrap and not dev and kafka:
         raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is required (host:port[,host:port...])")
     for server in filter(None, bootstrap.split(",")):
         if not re.match(r"^[^\s:,]+:\d{1,5}$", server.strip()):
@@ -160,6 +170,15 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials
     callback_path = env.get("ROOMEVENTS_CALLBACK_PATH", "/v1/Callbacks/Rooms")
     if not callback_path.startswith("/") or callback_path.startswith("/v1/Rooms"):
         raise SettingsError(f"ROOMEVENTS_CALLBACK_PATH={callback_path!r} must start with / and not be under /v1/Rooms")
+
+    database_url = env.get("ROOMEVENTS_DATABASE_URL", "").strip()
+    if database and not database_url:
+        raise SettingsError("ROOMEVENTS_DATABASE_URL is required (postgresql://user:password@host:5432/database)")
+    if database_url:
+        parts = urlsplit(database_url)
+        if parts.scheme not in ("postgres", "postgresql") or not (parts.hostname or "host=" in parts.query):
+            raise SettingsError("ROOMEVENTS_DATABASE_URL must be a postgres:// or postgresql:// URL with a host "
+                                "(postgresql://user:password@host:5432/database)")
 
     workers = _int(env, "ROOMEVENTS_WORKERS", 1, 1, 64)
     if workers > 1 and _int(env, "ROOMEVENTS_PORT", 8080, 0, 65535) == 0:
@@ -195,4 +214,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials
         session_timeout_ms=_int(env, "ROOMEVENTS_SESSION_TIMEOUT_MS", 10000, 1000, 300000),
         shutdown_grace_s=_float(env, "ROOMEVENTS_SHUTDOWN_GRACE_S", 10.0, 0, 600),
         drain_delay_s=_float(env, "ROOMEVENTS_DRAIN_DELAY_S", 0.0, 0, 600),
+        database_url=database_url,
+        archive_group=env.get("ROOMEVENTS_ARCHIVE_GROUP") or "roomevents-archive",
+        dev_data_dir=env.get("ROOMEVENTS_DEV_DATA_DIR") or ".data",
     )

@@ -32,6 +32,12 @@ Twilio leaves room or where this service differs (also in the OpenAPI document, 
   filters apply to ``start_time``. A participant can be fetched by SID, or by identity while it
   is connected.
 * Invalid query parameters: 400 with code 20001 (no Video-specific code exists for them).
+* History (ROOMEVENTS_DATABASE_URL set): a room the hot view does not hold (it ended and left the
+  hot state) is fetched, with its participants, from the history store, as the same JSON. Lists of
+  ``completed`` or ``failed`` rooms merge both (a room in both is taken from the hot view), in the
+  same order and with the same paging tokens (service/rooms/merge.py); ``in-progress`` lists need
+  only the hot view. The history store unreachable: 503 20503 for those reads only. Without a
+  history store, a missing room's 404 message says so.
 """
 from __future__ import annotations
 
@@ -45,11 +51,13 @@ from aiohttp import web
 
 from service.events import cloudevents, record as records
 from service.http.auth import requires_basic_auth
-from service.http.keys import FOLLOWER, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS
+from service.history.store import HistoryStore, HistoryUnavailable
+from service.http.keys import FOLLOWER, HISTORY, METRICS, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS
 from service.http.responses import json_response
 from service.http.urls import external_base
 from service.rooms import params as room_params
 from service.rooms.errors import TwilioError, not_found
+from service.rooms.merge import MergedList
 from service.rooms.query import (enum_query, in_range, paging, parse_date_ms, participant_key, query_filters,
                                  room_key)
 from service.rooms.resource import decode_token, page_meta, participant_resource, room_resource, window
@@ -147,18 +155,38 @@ async def create_room(request: web.Request) -> web.Response:
     return json_response(room_resource(room, external_base(request)), status=201)
 
 
-def _room_or_404(request: web.Request, key: str | None = None) -> dict:
+NO_HISTORY = ("; no history store is configured (ROOMEVENTS_DATABASE_URL), so rooms that left the hot state "
+              "are not kept")
+
+
+def _history_unavailable(request: web.Request, exc: Exception) -> TwilioError:
+    request.app[METRICS].history_reads.labels("unavailable").inc()
+    return TwilioError(20503, "Room history store unavailable; retry shortly", 503)
+
+
+async def _room_or_404(request: web.Request, key: str | None = None) -> dict:
+    """The room by SID (or unique name while in progress): the hot view, else the history store."""
     key = key if key is not None else request.match_info["sid"]
     doc = request.app[FOLLOWER].index.get(key)
+    history: HistoryStore | None = request.app.get(HISTORY)
+    if doc is None and history is not None:
+        try:
+            doc = await history.fetch(key)
+        except HistoryUnavailable as exc:
+            raise _history_unavailable(request, exc) from None
+        request.app[METRICS].history_reads.labels("hit" if doc is not None else "miss").inc()
     if not visible(doc):
-        raise not_found(f"/Rooms/{key}")
+        error = not_found(f"/Rooms/{key}")
+        if history is None:
+            error.message += NO_HISTORY
+        raise error
     request[ROOM_SID] = doc["sid"]
     return doc
 
 
 @requires_basic_auth
 async def fetch_room(request: web.Request) -> web.Response:
-    return json_response(room_resource(_room_or_404(request), external_base(request)))
+    return json_response(room_resource(await _room_or_404(request), external_base(request)))
 
 
 @requires_basic_auth
@@ -167,7 +195,7 @@ async def update_room(request: web.Request) -> web.Response:
     form, doc = await _parameters(request)
     raw = form if doc is None else room_params.form_from_json(doc)
     room_params.parse_update_status(raw)
-    room = _room_or_404(request)
+    room = await _room_or_404(request)
     if room["status"] != "in-progress":
         raise TwilioError(53118, f"Room {room['sid']} is already {room['status']}", 400)
     event = records.room_ended(settings.twilio_account_sid, room["sid"], room["unique_name"],
@@ -195,19 +223,44 @@ async def list_rooms(request: web.Request) -> web.Response:
     page_token = q.get("PageToken") or None
     token = decode_token(page_token, (int, str)) if page_token else None
 
-    rooms = [d for d in request.app[FOLLOWER].index.query(status=status, unique_name=unique_name)
+    index = request.app[FOLLOWER].index
+    rooms = [d for d in index.query(status=status, unique_name=unique_name)
              if visible(d) and in_range(d.get("date_created_ms"), after_ms, before_ms)]
     rooms.sort(key=room_key)
-    win = window(rooms, room_key, page_size, offset=page * page_size, token=token)
+    history: HistoryStore | None = request.app.get(HISTORY)
+    if history is None or status == "in-progress":
+        # In-progress rooms are all in the hot view (only ended rooms leave it): no history needed.
+        win = window(rooms, room_key, page_size, offset=page * page_size, token=token)
+    else:
+        async def fetch(bound, inclusive, descending, limit):
+            return await history.rooms(status=status, unique_name=unique_name,
+                                       created_from_ms=_whole_second_at_or_after(after_ms),
+                                       created_until_ms=_whole_second_at_or_after(before_ms),
+                                       bound=bound, inclusive=inclusive, descending=descending, limit=limit)
+
+        # The history rows a query may return that the hot view holds (and wins): about as many as
+        # the hot view has rooms of this status.
+        merged = MergedList(rooms, index.docs, fetch, room_key, overfetch=sum(1 for d in index.docs.values() if d.get("status") == status))
+        try:
+            win = await merged.window(page_size, offset=page * page_size, token=token)
+        except HistoryUnavailable as exc:
+            raise _history_unavailable(request, exc) from None
+        request.app[METRICS].history_reads.labels("list").inc()
     base = external_base(request)
     filters = query_filters(q, ("Status", "UniqueName", "DateCreatedAfter", "DateCreatedBefore"))
     meta = page_meta(f"{base}/v1/Rooms", "rooms", filters, page, page_size, page_token, win, room_key)
     return json_response({"rooms": [room_resource(d, base) for d in win.items], "meta": meta})
 
 
+def _whole_second_at_or_after(ms: int | None) -> int | None:
+    """`in_range` compares whole seconds: second(x) >= t  <=>  x >= ceil(t to a whole second), and
+    second(x) < t  <=>  x < ceil(t to a whole second)."""
+    return None if ms is None else -(-ms // 1000) * 1000
+
+
 @requires_basic_auth
 async def list_participants(request: web.Request) -> web.Response:
-    doc = _room_or_404(request)
+    doc = await _room_or_404(request)
     q = request.query
     status = enum_query("Status", q.get("Status"), PARTICIPANT_STATUSES) or (
         "connected" if doc["status"] == "in-progress" else "disconnected")
@@ -235,7 +288,7 @@ async def list_participants(request: web.Request) -> web.Response:
 
 @requires_basic_auth
 async def fetch_participant(request: web.Request) -> web.Response:
-    doc = _room_or_404(request)
+    doc = await _room_or_404(request)
     key = request.match_info["participant_sid"]
     participants = doc.get("participants", [])
     found = next((p for p in participants if p["sid"] == key), None) or next(

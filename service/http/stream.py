@@ -84,6 +84,8 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
                     await response.write(b": keepalive\n\n")
                 continue
             idle = 0.0
+            if doc.get("_removed"):
+                continue  # a room leaving the hot state is no change of the room
             partition, offset = doc.get("_partition", 0), doc.get("_offset", 0)
             if offset < position.get(partition, 0):
                 continue  # already covered by the snapshot

@@ -73,6 +73,15 @@ class StateFollower:
                 continue
             for tp, messages in batches.items():
                 for message in messages:
+                    key = message.key.decode("utf-8", "replace") if message.key else ""
+                    if key.startswith("__"):  # the materializer's checkpoints: not a room
+                        self.positions[tp.partition] = message.offset + 1
+                        continue
+                    if message.value is None:
+                        # A tombstone: the room left the hot state (its history, if kept, is in PostgreSQL).
+                        self.index.remove(key, {"_partition": tp.partition, "_offset": message.offset})
+                        self.positions[tp.partition] = message.offset + 1
+                        continue
                     try:
                         doc = orjson.loads(message.value)
                         if not isinstance(doc, dict) or not isinstance(doc.get("sid"), str):
@@ -99,6 +108,8 @@ class StateFollower:
                 log.info("state view caught up", rooms=len(self.index.docs))
 
     def _wake(self, doc: Doc) -> None:
+        if doc.get("_removed"):
+            return  # waiters wait for documents; a removed room never satisfies them
         waiters = self.waiters.get(doc["sid"])
         if not waiters:
             return

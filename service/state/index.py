@@ -36,6 +36,24 @@ class RoomIndex:
             listener(doc)
         return True
 
+    def remove(self, sid: str, position: Mapping[str, Any] | None = None) -> bool:
+        """Drop a room (a tombstone on the state topic: it left the hot state). Listeners get a
+        marker `{"sid": sid, "_removed": True, ...position}` (not a document: SSE skips it).
+        Returns False when the room was not held."""
+        held = self.docs.pop(sid, None)
+        if held is None:
+            return False
+        name = held.get("unique_name") or sid
+        sids = self.in_progress.get(name)
+        if sids is not None:
+            sids.discard(sid)
+            if not sids:
+                del self.in_progress[name]
+        marker = {"sid": sid, "_removed": True, **(position or {})}
+        for listener in list(self.listeners):
+            listener(marker)
+        return True
+
     def get(self, sid_or_name: str) -> Doc | None:
         return self.docs.get(sid_or_name) or self.in_progress_with_name(sid_or_name)
 
