@@ -70,28 +70,106 @@ def basic_auth(sid: str = ACCOUNT_SID, token: str = AUTH_TOKEN) -> dict[str, str
 
 
 @asynccontextmanager
-async def running_system(cfg, *, materializers: int = 1, clock=None):
-    """Start the ingress (with its read view) and materializer(s) against the real broker."""
+async def running_system(cfg, *, materializers: int = 1, clock=None, archive: bool = False):
+    """Start the ingress (with its read view) and materializer(s) against the real broker; with
+    `archive`, also the archive (cfg.database_url must be set), appended to the services."""
     import time
 
     from service.metrics import Metrics
-    from service.runtime import IngressServer, MaterializerService
+    from service.runtime import ArchiveService, IngressServer, MaterializerService
 
     ingress = IngressServer(cfg, Metrics())
     services = [MaterializerService(cfg, Metrics(), serve_health=False, clock=clock or time.time)
                 for _ in range(materializers)]
-    for service in services:
+    archives = [ArchiveService(cfg, Metrics(), serve_health=False)] if archive else []
+    for service in services + archives:
         await service.start()
     await ingress.start()
     # The group join on Tansu takes about half the session timeout: wait until partitions are owned.
     await wait_until(lambda: all(s.materializer.ready for s in services), timeout=30)
+    await wait_until(lambda: all(a.archive.ready for a in archives), timeout=30)
     await wait_until(lambda: ingress.follower.caught_up.is_set(), timeout=30)
     try:
-        yield ingress, services
+        yield ingress, services + archives
     finally:
         await ingress.stop()
-        for service in services:
+        for service in services + archives:
             await service.stop()
+
+
+# ---------------------------------------------------------------- PostgreSQL (the history store)
+# One real server per session: ROOMEVENTS_TEST_DATABASE_URL when set (a role that may CREATE DATABASE),
+# else a private one started the way `roomevents dev` starts it (service/history/embedded.py) in a
+# temporary folder, stopped at the end. Each test that needs a database gets a fresh one on it.
+
+TEST_DATABASE_ENV = "ROOMEVENTS_TEST_DATABASE_URL"
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """(EmbeddedPostgres or None, admin URL). None: an external server, which tests must not stop."""
+    import shutil
+    import tempfile
+
+    from service.history.embedded import EmbeddedPostgres
+
+    external = os.environ.get(TEST_DATABASE_ENV)
+    if external:
+        yield None, external
+        return
+    base = tempfile.mkdtemp(prefix="roomevents-pg-")
+    os.chmod(base, 0o755)  # the server runs as a non-root user under root: it must enter the folder
+    server = EmbeddedPostgres(os.path.join(base, "data"), durable=False).start()
+    try:
+        yield server, server.url()
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+async def create_database(admin_url: str) -> str:
+    """A new, empty database on the server of `admin_url`; returns its URL."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
+
+
+async def drop_database(admin_url: str, url: str) -> None:
+    from urllib.parse import urlsplit
+
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
+    finally:
+        await conn.close()
+
+
+@pytest.fixture
+async def database_url(postgres_server):
+    url = await create_database(postgres_server[1])
+    yield url
+    try:
+        await drop_database(postgres_server[1], url)
+    except Exception:  # the server may have been stopped by the test; it is a temporary one then
+        pass
+
+
+@pytest.fixture
+def embedded_postgres(postgres_server):
+    """The session's server when the tests started it themselves (tests that stop it need this)."""
+    if postgres_server[0] is None:
+        pytest.skip(f"{TEST_DATABASE_ENV} points at an external server, which this test would have to stop")
+    return postgres_server[0]
 
 
 async def wait_until(predicate, timeout: float = 20.0, interval: float = 0.05):
