@@ -7,7 +7,8 @@ import sys
 
 DOMAIN = ["service.rooms.params", "service.rooms.errors", "service.rooms.resource", "service.events.record",
           "service.events.cloudevents", "service.callbacks.signature", "service.callbacks.parse",
-          "service.state.fold", "service.state.book", "service.state.index"]
+          "service.state.fold", "service.state.book", "service.state.index", "service.rooms.merge",
+          "service.history.rows"]
 
 
 def test_domain_modules_import_no_io_libraries():
