@@ -166,8 +166,15 @@ class ArchiveService:
     async def start(self) -> None:
         await self.archive.start()
         self.task = asyncio.create_task(self.archive.run(), name="archive")
+        self.task.add_done_callback(self._ended)
         if self.serve_health:
             self.runner = await serve_health(self.settings, self.metrics, self.readiness)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        # Only a refused migration (an applied migration file was edited) or a bug ends the loop early:
+        # say so now, not at shutdown; readiness stays false.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("archive stopped on an error; not ready until restarted", error=repr(task.exception()))
 
     async def stop(self) -> None:
         await self.archive.stop()
