@@ -240,7 +240,8 @@ async def list_rooms(request: web.Request) -> web.Response:
 
         # The history rows a query may return that the hot view holds (and wins): about as many as
         # the hot view has rooms of this status.
-        merged = MergedList(rooms, index.docs, fetch, room_key, overfetch=sum(1 for d in index.docs.values() if d.get("status") == status))
+        same_status = sum(1 for d in index.docs.values() if d.get("status") == status)
+        merged = MergedList(rooms, index.docs, fetch, room_key, overfetch=same_status)
         try:
             win = await merged.window(page_size, offset=page * page_size, token=token)
         except HistoryUnavailable as exc:
