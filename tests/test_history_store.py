@@ -9,7 +9,6 @@ import random
 import subprocess
 import sys
 
-import asyncpg
 import pytest
 
 from service.history import migrate, rows
