@@ -1,4 +1,5 @@
 """The baseline: a bare aiohttp endpoint that only parses the form and answers 204."""
+
 import sys
 
 from aiohttp import web

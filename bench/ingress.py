@@ -3,6 +3,7 @@ normalize, publish with acks=all to the embedded broker), and in the same run at
 endpoint that only parses the form and answers 204. Prints callbacks/s, p50 and p99 for both and
 the ratio. Run: .venv/bin/python bench/ingress.py [--connections 64 --seconds 10]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,11 +58,19 @@ def write_requests(path: str, base_url: str, count: int) -> None:
     lines = ["return {"]
     for n in range(count):
         room = n % 500
-        params = {"AccountSid": ACCOUNT, "RoomSid": f"RM{room:032x}", "RoomName": f"bench-{room}",
-                  "RoomStatus": "in-progress", "RoomType": "group", "StatusCallbackEvent": "participant-connected",
-                  "Timestamp": format_ms(1_900_000_000_000 + n), "SequenceNumber": str(n),
-                  "ParticipantSid": f"PA{n:032x}", "ParticipantIdentity": f"user-{n}",
-                  "ParticipantStatus": "connected"}
+        params = {
+            "AccountSid": ACCOUNT,
+            "RoomSid": f"RM{room:032x}",
+            "RoomName": f"bench-{room}",
+            "RoomStatus": "in-progress",
+            "RoomType": "group",
+            "StatusCallbackEvent": "participant-connected",
+            "Timestamp": format_ms(1_900_000_000_000 + n),
+            "SequenceNumber": str(n),
+            "ParticipantSid": f"PA{n:032x}",
+            "ParticipantIdentity": f"user-{n}",
+            "ParticipantStatus": "connected",
+        }
         body = urlencode(params)
         signature = compute_signature(base_url + PATH, {k: [v] for k, v in params.items()}, TOKEN)
         lines.append(f"{{{lua_string(PATH)}, {lua_string(body)}, {lua_string(signature)}}},")
@@ -83,10 +92,15 @@ def wait_http(url: str, timeout: float = 30) -> None:
 
 
 def wrk(url: str, connections: int, seconds: int, script: str, env: dict) -> dict:
-    out = subprocess.run(["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", script, url],
-                         capture_output=True, text=True, env=env, check=True).stdout
+    out = subprocess.run(
+        ["wrk", "-t2", f"-c{connections}", f"-d{seconds}s", "--timeout", "10s", "-s", script, url],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=True,
+    ).stdout
     line = next(line for line in out.splitlines() if line.startswith("RESULT "))
-    result = json.loads(line[len("RESULT "):])
+    result = json.loads(line[len("RESULT ") :])
     result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
     return result
 
@@ -112,16 +126,27 @@ def main() -> None:
     try:
         ingress_port, bare_port = free_port(), free_port()
         base_url = f"http://127.0.0.1:{ingress_port}"
-        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, twilio_account_sid=ACCOUNT,
-                            twilio_auth_token=TOKEN, events_topic="bench-events", state_topic="bench-state",
-                            dead_letter_topic="bench-dlq")
+        settings = Settings(
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            twilio_account_sid=ACCOUNT,
+            twilio_auth_token=TOKEN,
+            events_topic="bench-events",
+            state_topic="bench-state",
+            dead_letter_topic="bench-dlq",
+        )
         asyncio.run(ensure_topics(settings))
         env = os.environ | {
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers, "TWILIO_ACCOUNT_SID": ACCOUNT,
-            "TWILIO_AUTH_TOKEN": TOKEN, "ROOMEVENTS_HOST": "127.0.0.1", "ROOMEVENTS_PORT": str(ingress_port),
-            "ROOMEVENTS_PUBLIC_URL": base_url, "ROOMEVENTS_EVENTS_TOPIC": "bench-events",
-            "ROOMEVENTS_STATE_TOPIC": "bench-state", "ROOMEVENTS_DEAD_LETTER_TOPIC": "bench-dlq",
-            "ROOMEVENTS_LOG_LEVEL": "WARNING"}
+            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+            "TWILIO_ACCOUNT_SID": ACCOUNT,
+            "TWILIO_AUTH_TOKEN": TOKEN,
+            "ROOMEVENTS_HOST": "127.0.0.1",
+            "ROOMEVENTS_PORT": str(ingress_port),
+            "ROOMEVENTS_PUBLIC_URL": base_url,
+            "ROOMEVENTS_EVENTS_TOPIC": "bench-events",
+            "ROOMEVENTS_STATE_TOPIC": "bench-state",
+            "ROOMEVENTS_DEAD_LETTER_TOPIC": "bench-dlq",
+            "ROOMEVENTS_LOG_LEVEL": "WARNING",
+        }
         requests_path = os.path.join(tmp, "requests.lua")
         write_requests(requests_path, base_url, args.requests)
         script = os.path.join(tmp, "wrk.lua")
@@ -140,23 +165,34 @@ def main() -> None:
         bare_proc.terminate()
         bare_proc.wait()
         for workers in args.workers:
-            proc = subprocess.Popen([sys.executable, "-m", "service.cli", "ingress"], cwd=ROOT,
-                                    env=env | {"ROOMEVENTS_WORKERS": str(workers)})
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "ingress"],
+                cwd=ROOT,
+                env=env | {"ROOMEVENTS_WORKERS": str(workers)},
+            )
             procs.append(proc)
             wait_http(f"{base_url}/healthz")
-            results.append((f"roomevents ingress, {workers} worker(s): verify, normalize, publish acks=all",
-                            measure(f"{base_url}{PATH}")))
+            results.append(
+                (
+                    f"roomevents ingress, {workers} worker(s): verify, normalize, publish acks=all",
+                    measure(f"{base_url}{PATH}"),
+                )
+            )
             proc.terminate()
             proc.wait(30)
             time.sleep(0.5)  # the port is free again
         bare = results[0][1]
         print()
-        print(f"| endpoint ({args.connections} connections, {args.seconds}s, 2 cores shared with wrk and the broker)"
-              " | callbacks/s | p50 ms | p99 ms | non-2xx | ratio to bare |")
+        print(
+            f"| endpoint ({args.connections} connections, {args.seconds}s, 2 cores shared with wrk and the broker)"
+            " | callbacks/s | p50 ms | p99 ms | non-2xx | ratio to bare |"
+        )
         print("|---|---:|---:|---:|---:|---:|")
         for name, r in results:
-            print(f"| {name} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | "
-                  f"{r['non2xx'] + r['socket_errors']} | {r['rps'] / bare['rps']:.2f} |")
+            print(
+                f"| {name} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | "
+                f"{r['non2xx'] + r['socket_errors']} | {r['rps'] / bare['rps']:.2f} |"
+            )
         print("\ntargets: ingress >= 0.80 of bare, ingress p99 < 15 ms at 64 connections")
     finally:
         for p in procs:

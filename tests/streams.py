@@ -1,5 +1,6 @@
 """Test helpers: realistic room histories as records, and publishing them straight to the events topic
 (as the ingress would), for the materializer tests and benchmarks."""
+
 from __future__ import annotations
 
 import random
@@ -28,9 +29,17 @@ def room_history(index: int, rng: random.Random, participants: int = 3, extra_ev
     def cb(event: str, at: int, **extra) -> None:
         nonlocal seq
         seq += 1
-        params = {"AccountSid": ACCOUNT, "RoomSid": sid, "RoomName": name, "RoomType": "group",
-                  "RoomStatus": "completed" if event == "room-ended" else "in-progress",
-                  "StatusCallbackEvent": event, "Timestamp": _ts(at), "SequenceNumber": str(seq), **extra}
+        params = {
+            "AccountSid": ACCOUNT,
+            "RoomSid": sid,
+            "RoomName": name,
+            "RoomType": "group",
+            "RoomStatus": "completed" if event == "room-ended" else "in-progress",
+            "StatusCallbackEvent": event,
+            "Timestamp": _ts(at),
+            "SequenceNumber": str(seq),
+            **extra,
+        }
         out.append(records.from_callback({k: [v] for k, v in params.items()}, at + 5))
 
     cb("room-created", t)
@@ -46,17 +55,45 @@ def room_history(index: int, rng: random.Random, participants: int = 3, extra_ev
             tsid = f"MT{index:016x}{p:08x}{k:08x}"
             cb("track-added", joined + 10 + k, ParticipantStatus="connected", TrackSid=tsid, TrackKind=kind, **who)
             for n in range(extra_events):
-                cb("track-disabled" if n % 2 == 0 else "track-enabled", joined + 20 + n,
-                   ParticipantStatus="connected", TrackSid=tsid, TrackKind=kind, **who)
+                cb(
+                    "track-disabled" if n % 2 == 0 else "track-enabled",
+                    joined + 20 + n,
+                    ParticipantStatus="connected",
+                    TrackSid=tsid,
+                    TrackKind=kind,
+                    **who,
+                )
             cb("track-removed", left - 10 + k, ParticipantStatus="connected", TrackSid=tsid, TrackKind=kind, **who)
         if p == 0:
             rsid = f"RT{index:032x}"
-            cb("recording-started", joined + 50, RecordingSid=rsid, SourceSid=f"MT{index:016x}{0:08x}{0:08x}",
-               Type="audio", Container="mka", Codec="OPUS", **who)
-            cb("recording-completed", left, RecordingSid=rsid, Duration=str((left - joined) // 1000),
-               Size="12345", Type="audio", Container="mka", Codec="OPUS", **who)
-        cb("participant-disconnected", left, ParticipantStatus="disconnected",
-           ParticipantDuration=str((left - joined) // 1000), **who)
+            cb(
+                "recording-started",
+                joined + 50,
+                RecordingSid=rsid,
+                SourceSid=f"MT{index:016x}{0:08x}{0:08x}",
+                Type="audio",
+                Container="mka",
+                Codec="OPUS",
+                **who,
+            )
+            cb(
+                "recording-completed",
+                left,
+                RecordingSid=rsid,
+                Duration=str((left - joined) // 1000),
+                Size="12345",
+                Type="audio",
+                Container="mka",
+                Codec="OPUS",
+                **who,
+            )
+        cb(
+            "participant-disconnected",
+            left,
+            ParticipantStatus="disconnected",
+            ParticipantDuration=str((left - joined) // 1000),
+            **who,
+        )
     cb("room-ended", end, RoomDuration=str((end - t) // 1000))
     return out
 
@@ -78,8 +115,12 @@ async def publish(bootstrap: str, topic: str, events: list[dict]) -> None:
     producer = AIOKafkaProducer(bootstrap_servers=bootstrap, acks="all", linger_ms=5)
     await producer.start()
     try:
-        futures = [await producer.send(topic, records.encode(e), key=records.partition_key(e),
-                                       headers=cloudevents.event_headers(e)) for e in events]
+        futures = [
+            await producer.send(
+                topic, records.encode(e), key=records.partition_key(e), headers=cloudevents.event_headers(e)
+            )
+            for e in events
+        ]
         for f in futures:
             await f
     finally:
@@ -88,4 +129,4 @@ async def publish(bootstrap: str, topic: str, events: list[dict]) -> None:
 
 def iter_chunks(items: list, size: int) -> Iterator[list]:
     for i in range(0, len(items), size):
-        yield items[i:i + size]
+        yield items[i : i + size]

@@ -1,10 +1,13 @@
 """RoomBook: unique-name arbitration in log order, replay, and the authority timers (pure, no broker)."""
+
 from __future__ import annotations
 
 from service.events.record import format_ms, from_callback, parse_timestamp_ms, room_created, room_ended
 from service.rooms.params import parse_create_form
 from service.state.book import UNIQUE_NAME_TAKEN, RoomBook, timer_due, timer_event
-from service.state.fold import fold, render, status
+from service.state.fold import fold
+from service.state.render import render
+from service.state.views import status
 
 ACCOUNT = "AC" + "0" * 31 + "1"
 A, B, C = ("RM" + ch * 32 for ch in "abc")
@@ -24,8 +27,16 @@ def api_end(sid: str, t: int, name: str = "demo", reason: str = "api") -> dict:
 
 
 def cb(event: str, sid: str, t: int, name: str | None = "demo", room_status: str = "in-progress", **params) -> dict:
-    raw = {"AccountSid": ACCOUNT, "RoomSid": sid, "RoomName": name, "RoomStatus": room_status, "RoomType": "group",
-           "StatusCallbackEvent": event, "Timestamp": format_ms(T0 + t), **params}
+    raw = {
+        "AccountSid": ACCOUNT,
+        "RoomSid": sid,
+        "RoomName": name,
+        "RoomStatus": room_status,
+        "RoomType": "group",
+        "StatusCallbackEvent": event,
+        "Timestamp": format_ms(T0 + t),
+        **params,
+    }
     return from_callback({k: [str(v)] for k, v in raw.items() if v is not None}, T0 + t + 100)
 
 
@@ -129,10 +140,18 @@ def test_forget_drops_rooms_and_frees_their_names():
 
 
 def _log() -> list[dict]:
-    return [api_create(A, 0), joined(A, S, "PA1"), api_create(B, 2 * S),  # B loses
-            cb("track-added", A, 3 * S, ParticipantSid="PA1", TrackSid="MT1", TrackKind="audio"),
-            left(A, 20 * S, "PA1"), api_end(A, 30 * S), api_create(C, 40 * S),  # C wins after A ended
-            joined(A, 10 * S, "PA2"), api_create(B, 2 * S), api_create(A, 0)]  # late and redelivered
+    return [
+        api_create(A, 0),
+        joined(A, S, "PA1"),
+        api_create(B, 2 * S),  # B loses
+        cb("track-added", A, 3 * S, ParticipantSid="PA1", TrackSid="MT1", TrackKind="audio"),
+        left(A, 20 * S, "PA1"),
+        api_end(A, 30 * S),
+        api_create(C, 40 * S),  # C wins after A ended
+        joined(A, 10 * S, "PA2"),
+        api_create(B, 2 * S),
+        api_create(A, 0),
+    ]  # late and redelivered
 
 
 def test_replaying_the_same_log_gives_identical_states():
@@ -164,16 +183,26 @@ def test_a_connected_participant_keeps_the_room_open():
 
 def test_empty_room_times_out_after_the_last_participant_left():
     state = None
-    for event in (api_create(A, 0, EmptyRoomTimeout=3), joined(A, 10 * S, "PA1"), joined(A, 20 * S, "PA2"),
-                  left(A, 50 * S, "PA1"), left(A, 70 * S, "PA2")):
+    for event in (
+        api_create(A, 0, EmptyRoomTimeout=3),
+        joined(A, 10 * S, "PA1"),
+        joined(A, 20 * S, "PA2"),
+        left(A, 50 * S, "PA1"),
+        left(A, 70 * S, "PA2"),
+    ):
         state = fold(state, event)
     assert timer_due(state, T0 + 70 * S + 3 * MIN - 1) is None
     assert timer_due(state, T0 + 70 * S + 3 * MIN) == T0 + 70 * S + 3 * MIN
 
 
 def test_a_rejoin_within_the_empty_timeout_restarts_it():
-    events = [api_create(A, 0, EmptyRoomTimeout=3), joined(A, 0, "PA1"), left(A, MIN, "PA1"),
-              joined(A, 2 * MIN, "PA2"), left(A, 4 * MIN, "PA2")]
+    events = [
+        api_create(A, 0, EmptyRoomTimeout=3),
+        joined(A, 0, "PA1"),
+        left(A, MIN, "PA1"),
+        joined(A, 2 * MIN, "PA2"),
+        left(A, 4 * MIN, "PA2"),
+    ]
     state = None
     for event in events:
         state = fold(state, event)
@@ -187,8 +216,12 @@ def test_the_first_elapsed_timeout_wins_over_participants_stamped_after_it():
     for event in unused:
         state = fold(state, event)
     assert timer_due(state, T0 + 3 * MIN) == T0 + 2 * MIN
-    emptied = [api_create(B, 0, EmptyRoomTimeout=1), joined(B, 0, "PA1"), left(B, MIN, "PA1"),
-               joined(B, 5 * MIN, "PA2")]
+    emptied = [
+        api_create(B, 0, EmptyRoomTimeout=1),
+        joined(B, 0, "PA1"),
+        left(B, MIN, "PA1"),
+        joined(B, 5 * MIN, "PA2"),
+    ]
     state = None
     for event in emptied:
         state = fold(state, event)

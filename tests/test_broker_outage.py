@@ -7,6 +7,7 @@ broker process is SIGSTOPped (connections stay open, nothing answers); "restart"
 again / SIGCONT. Every callback answered 2xx must be on the topic afterwards, every other one must
 have been answered 5xx (with Retry-After) within the produce deadline: no hang, no connection error.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,7 +24,7 @@ from service.kafka.broker import EmbeddedBroker, free_port
 from service.kafka.topics import ensure_topics
 from service.metrics import Metrics
 from service.runtime import IngressServer
-from tests.conftest import invalid_event_records, make_settings, read_topic, wait_until
+from tests.helpers import invalid_event_records, make_settings, read_topic, wait_until
 from tests.test_callbacks_http import callback_params, twilio_request
 
 PRODUCE_TIMEOUT_MS = 1000
@@ -119,14 +120,19 @@ async def test_broker_outage_mid_stream_loses_nothing_that_got_a_2xx(proxied_bro
     async def worker(w: int, http: aiohttp.ClientSession) -> None:
         while not stop.is_set():
             n = next(numbers)
-            params = callback_params(RoomName=f"outage-{w}", RoomSid=f"RM{w:032x}", ParticipantSid=f"PA{n:032x}",
-                                     SequenceNumber=str(n))
+            params = callback_params(
+                RoomName=f"outage-{w}", RoomSid=f"RM{w:032x}", ParticipantSid=f"PA{n:032x}", SequenceNumber=str(n)
+            )
             url, body, headers = twilio_request("POST", server.url + cfg.callback_path, params)
             started = loop.time()
             result = {"n": n, "params": params, "phase": phase}
             try:
-                async with http.post(URL(url, encoded=True), data=body, headers=headers,
-                                     timeout=aiohttp.ClientTimeout(total=MAX_LATENCY_S + 5)) as resp:
+                async with http.post(
+                    URL(url, encoded=True),
+                    data=body,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=MAX_LATENCY_S + 5),
+                ) as resp:
                     result["status"] = resp.status
                     result["retry_after"] = resp.headers.get("Retry-After")
             except Exception as exc:  # a hang (client timeout) or a dropped connection: both are failures
@@ -147,8 +153,9 @@ async def test_broker_outage_mid_stream_loses_nothing_that_got_a_2xx(proxied_bro
         try:
             await wait_until(predicate, timeout=timeout, interval=0.02)
         except AssertionError:
-            raise AssertionError(f"{what} (phase {phase}); last results: "
-                                 f"{[(r['n'], r['phase'], r['status']) for r in results[-8:]]}") from None
+            raise AssertionError(
+                f"{what} (phase {phase}); last results: {[(r['n'], r['phase'], r['status']) for r in results[-8:]]}"
+            ) from None
 
     try:
         async with aiohttp.ClientSession() as http:
@@ -195,8 +202,9 @@ async def test_broker_outage_mid_stream_loses_nothing_that_got_a_2xx(proxied_bro
     # Every callback that got a 2xx is on the topic (some 503'd ones may be too: consumers dedupe).
     messages = await read_topic(cfg.kafka_bootstrap_servers, cfg.events_topic)
     on_topic = {records.decode(m.value)["event_id"] for m in messages}
-    expected_id = {r["n"]: records.from_callback({k: [v] for k, v in r["params"].items()}, 0)["event_id"]
-                   for r in results}
+    expected_id = {
+        r["n"]: records.from_callback({k: [v] for k, v in r["params"].items()}, 0)["event_id"] for r in results
+    }
     acknowledged = [r["n"] for r in results if ok(r["status"])]
     missing = [n for n in acknowledged if expected_id[n] not in on_topic]
     assert not missing, f"{len(missing)} acknowledged callbacks are not on the topic: {missing[:10]}; {by_phase}"
@@ -210,6 +218,7 @@ async def test_broker_outage_mid_stream_loses_nothing_that_got_a_2xx(proxied_bro
         positions = {}
         for i, rec in enumerate(room_records):
             positions.setdefault(rec["event_id"], i)
-        acked_in_room = [expected_id[r["n"]] for r in results
-                         if ok(r["status"]) and r["params"]["RoomName"] == f"outage-{w}"]
+        acked_in_room = [
+            expected_id[r["n"]] for r in results if ok(r["status"]) and r["params"]["RoomName"] == f"outage-{w}"
+        ]
         assert [positions[e] for e in acked_in_room] == sorted(positions[e] for e in acked_in_room)

@@ -1,5 +1,6 @@
 """Callback request parsing: methods x query/form/JSON, multi-values, limits, bad input,
 required parameters."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -116,8 +117,13 @@ def test_real_participant_connected_body():
 
 def test_get_callback_from_twilio_shape():
     query = urlencode(
-        {"AccountSid": "AC1", "RoomSid": "RM1", "RoomName": "daily stand-up",
-         "StatusCallbackEvent": "room-created", "Timestamp": "2025-01-01T00:00:00.000Z"}
+        {
+            "AccountSid": "AC1",
+            "RoomSid": "RM1",
+            "RoomName": "daily stand-up",
+            "StatusCallbackEvent": "room-created",
+            "Timestamp": "2025-01-01T00:00:00.000Z",
+        }
     )
     p = parse("GET", "tenant=acme&" + query, ctype=FORM, body=b"")
     assert p.first("RoomName") == "daily stand-up"
@@ -158,7 +164,9 @@ def test_unknown_content_type_with_body_415(ctype):
     assert "unsupported content type" in e.message
 
 
-@pytest.mark.parametrize("ctype", ["text/plain", None, "", FORM, JSON, "application/x-www-form-urlencoded; charset=latin-1"])
+@pytest.mark.parametrize(
+    "ctype", ["text/plain", None, "", FORM, JSON, "application/x-www-form-urlencoded; charset=latin-1"]
+)
 @pytest.mark.parametrize("method", METHODS)
 def test_empty_body_is_fine_with_any_content_type(method, ctype):
     p = parse(method, "a=1", ctype=ctype, body=b"")

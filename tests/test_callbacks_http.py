@@ -1,6 +1,7 @@
 """The status-callback endpoint over real HTTP against the real broker: methods, signatures (public
 URL, forwarded headers, ports, secondary token, HMAC-SHA256, JSON bodies), limits, what is published
 and how it is keyed, load shedding."""
+
 from __future__ import annotations
 
 import asyncio
@@ -17,7 +18,7 @@ from service.callbacks.signature import HMAC_SHA256, compute_signature
 from service.events import record as records
 from service.metrics import Metrics
 from service.runtime import IngressServer
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, read_topic, running_system, wait_until
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, read_topic, running_system, wait_until
 
 ROOM_SID = "RM" + "b2" * 16
 PARTICIPANT_SID = "PA" + "c3" * 16
@@ -25,16 +26,32 @@ PARTICIPANT_SID = "PA" + "c3" * 16
 
 def callback_params(event: str = "participant-connected", **extra: str) -> dict[str, str]:
     """A realistic Twilio room callback (parameters in Twilio's order)."""
-    params = {"RoomStatus": "in-progress", "RoomType": "group", "RoomSid": ROOM_SID, "RoomName": "standup",
-              "ParticipantStatus": "connected", "ParticipantIdentity": "alice", "SequenceNumber": "1",
-              "StatusCallbackEvent": event, "Timestamp": "2030-01-02T03:04:05.678Z",
-              "ParticipantSid": PARTICIPANT_SID, "AccountSid": ACCOUNT_SID}
+    params = {
+        "RoomStatus": "in-progress",
+        "RoomType": "group",
+        "RoomSid": ROOM_SID,
+        "RoomName": "standup",
+        "ParticipantStatus": "connected",
+        "ParticipantIdentity": "alice",
+        "SequenceNumber": "1",
+        "StatusCallbackEvent": event,
+        "Timestamp": "2030-01-02T03:04:05.678Z",
+        "ParticipantSid": PARTICIPANT_SID,
+        "AccountSid": ACCOUNT_SID,
+    }
     params.update(extra)
     return params
 
 
-def twilio_request(method: str, url: str, params: dict[str, str], *, token: str = AUTH_TOKEN,
-                   algorithm: str | None = None, signed_url: str | None = None):
+def twilio_request(
+    method: str,
+    url: str,
+    params: dict[str, str],
+    *,
+    token: str = AUTH_TOKEN,
+    algorithm: str | None = None,
+    signed_url: str | None = None,
+):
     """(url, body, headers) as Twilio sends a callback with `method` to `url`: GET/HEAD/DELETE append
     the params to the query string (signed as part of the URL), the others send a form body (whose
     params are sorted and appended to the signed string). `signed_url` is the URL Twilio knows
@@ -118,7 +135,13 @@ async def test_other_methods_are_405_with_allow(settings, method):
         status, resp_headers, _ = await send(http, method, url, b"", headers)
         assert status == 405
         assert set(resp_headers["Allow"].replace(" ", "").split(",")) == {
-            "HEAD", "GET", "POST", "PATCH", "PUT", "DELETE"}
+            "HEAD",
+            "GET",
+            "POST",
+            "PATCH",
+            "PUT",
+            "DELETE",
+        }
     assert await published(settings) == []
 
 
@@ -134,8 +157,10 @@ async def test_the_callback_path_is_configurable(settings):
 async def test_the_raw_query_is_signed_exactly_as_received(settings):
     """Lower-case escapes, %20 and + for spaces, an escaped '/': signed byte-for-byte, never re-normalised."""
     async with ingress_only(settings) as (server, http):
-        query = (f"RoomSid={ROOM_SID}&RoomName=stand%20up+room&StatusCallbackEvent=room-created"
-                 "&Timestamp=2030-01-02T03%3a04%3a05.678Z&Note=a%2Fb&Empty=&Flag")
+        query = (
+            f"RoomSid={ROOM_SID}&RoomName=stand%20up+room&StatusCallbackEvent=room-created"
+            "&Timestamp=2030-01-02T03%3a04%3a05.678Z&Note=a%2Fb&Empty=&Flag"
+        )
         url = f"{server.url}{settings.callback_path}?{query}"
         headers = {"X-Twilio-Signature": compute_signature(url, {}, AUTH_TOKEN)}
         assert (await send(http, "GET", url, b"", headers))[0] == 204
@@ -165,7 +190,8 @@ async def test_body_limit_default_64_kib_boundaries(settings):
         # Chunked (no Content-Length): the limit holds while reading.
         async def chunks():
             for i in range(0, len(body), 4096):
-                yield body[i:i + 4096]
+                yield body[i : i + 4096]
+
         async with http.post(URL(url, encoded=True), data=chunks(), headers=headers) as resp:
             assert resp.status == 413
     [message] = await published(settings)
@@ -189,7 +215,9 @@ async def test_public_url_behind_a_proxy(settings):
         url, body, headers = twilio_request("POST", local, params)
         assert (await send(http, "POST", url, body, headers))[0] == 403
         # Forwarded headers cannot override the configured public URL.
-        url, body, headers = twilio_request("POST", local, params, signed_url="https://evil.example" + cfg.callback_path)
+        url, body, headers = twilio_request(
+            "POST", local, params, signed_url="https://evil.example" + cfg.callback_path
+        )
         headers |= {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "evil.example"}
         assert (await send(http, "POST", url, body, headers))[0] == 403
     assert len(await published(cfg)) == 2
@@ -198,8 +226,11 @@ async def test_public_url_behind_a_proxy(settings):
 @pytest.mark.parametrize("trusted", [True, False])
 async def test_forwarded_headers_only_when_trusted(settings, trusted):
     cfg = settings.with_overrides(trust_forwarded_headers=trusted)
-    forwarded = {"X-Forwarded-Proto": "https", "X-Forwarded-Host": "rooms.example.org, 10.0.0.7",
-                 "X-Forwarded-Port": "8443"}
+    forwarded = {
+        "X-Forwarded-Proto": "https",
+        "X-Forwarded-Host": "rooms.example.org, 10.0.0.7",
+        "X-Forwarded-Port": "8443",
+    }
     async with ingress_only(cfg) as (server, http):
         local = server.url + cfg.callback_path
         params = callback_params()
@@ -209,9 +240,12 @@ async def test_forwarded_headers_only_when_trusted(settings, trusted):
         url, body, headers = twilio_request("POST", local, params)
         status_local = (await send(http, "POST", url, body, headers | forwarded))[0]
         # A port inside X-Forwarded-Host wins over X-Forwarded-Port.
-        url, body, headers = twilio_request("GET", local, params, signed_url="https://rooms.example.org:9443" + cfg.callback_path)
-        status_host_port = (await send(http, "GET", url, body, headers | forwarded
-                                       | {"X-Forwarded-Host": "rooms.example.org:9443"}))[0]
+        url, body, headers = twilio_request(
+            "GET", local, params, signed_url="https://rooms.example.org:9443" + cfg.callback_path
+        )
+        status_host_port = (
+            await send(http, "GET", url, body, headers | forwarded | {"X-Forwarded-Host": "rooms.example.org:9443"})
+        )[0]
     if trusted:
         assert (status_public, status_local, status_host_port) == (204, 403, 204)
     else:
@@ -219,23 +253,31 @@ async def test_forwarded_headers_only_when_trusted(settings, trusted):
     assert len(await published(cfg)) == (2 if trusted else 1)
 
 
-@pytest.mark.parametrize("public_url, signed_as", [
-    ("https://hooks.example.com", "https://hooks.example.com:443"),   # Twilio kept the default port
-    ("https://hooks.example.com:443", "https://hooks.example.com"),   # Twilio dropped it
-    ("http://hooks.example.com", "http://hooks.example.com:80"),
-    ("https://hooks.example.com:8443", "https://hooks.example.com"),  # voice-over-HTTPS drops any port
-    ("https://user:secret@hooks.example.com", "https://hooks.example.com"),  # credentials never signed
-])
+@pytest.mark.parametrize(
+    "public_url, signed_as",
+    [
+        ("https://hooks.example.com", "https://hooks.example.com:443"),  # Twilio kept the default port
+        ("https://hooks.example.com:443", "https://hooks.example.com"),  # Twilio dropped it
+        ("http://hooks.example.com", "http://hooks.example.com:80"),
+        ("https://hooks.example.com:8443", "https://hooks.example.com"),  # voice-over-HTTPS drops any port
+        ("https://user:secret@hooks.example.com", "https://hooks.example.com"),  # credentials never signed
+    ],
+)
 async def test_default_port_variants(settings, public_url, signed_as):
     cfg = settings.with_overrides(public_url=public_url)
     async with ingress_only(cfg) as (server, http):
         for method in ("POST", "GET"):
-            url, body, headers = twilio_request(method, server.url + cfg.callback_path, callback_params(),
-                                                signed_url=signed_as + cfg.callback_path)
+            url, body, headers = twilio_request(
+                method, server.url + cfg.callback_path, callback_params(), signed_url=signed_as + cfg.callback_path
+            )
             assert (await send(http, method, url, body, headers))[0] == 204, method
         # A different non-default port is a different URL.
-        url, body, headers = twilio_request("POST", server.url + cfg.callback_path, callback_params(),
-                                            signed_url="https://hooks.example.com:1234" + cfg.callback_path)
+        url, body, headers = twilio_request(
+            "POST",
+            server.url + cfg.callback_path,
+            callback_params(),
+            signed_url="https://hooks.example.com:1234" + cfg.callback_path,
+        )
         assert (await send(http, "POST", url, body, headers))[0] == 403
 
 
@@ -271,9 +313,15 @@ async def test_hmac_sha256_when_the_signature_settings_header_says_so(settings):
 
 async def test_json_body_with_body_sha256(settings):
     async with ingress_only(settings) as (server, http):
-        doc = {"RoomSid": ROOM_SID, "RoomName": "standup", "StatusCallbackEvent": "room-created",
-               "Timestamp": "2030-01-02T03:04:05.678Z", "AccountSid": ACCOUNT_SID, "SequenceNumber": 0,
-               "Nested": {"a": [1, 2]}}
+        doc = {
+            "RoomSid": ROOM_SID,
+            "RoomName": "standup",
+            "StatusCallbackEvent": "room-created",
+            "Timestamp": "2030-01-02T03:04:05.678Z",
+            "AccountSid": ACCOUNT_SID,
+            "SequenceNumber": 0,
+            "Nested": {"a": [1, 2]},
+        }
         body = orjson.dumps(doc)
         url = f"{server.url}{settings.callback_path}?bodySHA256={hashlib.sha256(body).hexdigest()}"
         headers = {"Content-Type": "application/json", "X-Twilio-Signature": compute_signature(url, {}, AUTH_TOKEN)}
@@ -307,14 +355,20 @@ async def test_refusals_publish_nothing(settings):
         assert await status_of("POST", url, body, headers) == 413
         # 400: undecodable (bytes that are not UTF-8), signed or not.
         bad = b"RoomSid=RM1&StatusCallbackEvent=room-ended&Name=%FF%FE"
-        assert await status_of("POST", target, bad, {"Content-Type": "application/x-www-form-urlencoded",
-                                                     "X-Twilio-Signature": "x"}) == 400
+        assert (
+            await status_of(
+                "POST", target, bad, {"Content-Type": "application/x-www-form-urlencoded", "X-Twilio-Signature": "x"}
+            )
+            == 400
+        )
         assert await status_of("POST", target, b"{not json", {"Content-Type": "application/json"}) == 400
         # 400: signed, but without RoomSid / StatusCallbackEvent; or an unreadable Timestamp.
-        for params in ({"StatusCallbackEvent": "room-ended", "AccountSid": ACCOUNT_SID},
-                       {"RoomSid": ROOM_SID, "AccountSid": ACCOUNT_SID},
-                       {"RoomSid": ROOM_SID, "StatusCallbackEvent": ""},
-                       callback_params(Timestamp="yesterday")):
+        for params in (
+            {"StatusCallbackEvent": "room-ended", "AccountSid": ACCOUNT_SID},
+            {"RoomSid": ROOM_SID, "AccountSid": ACCOUNT_SID},
+            {"RoomSid": ROOM_SID, "StatusCallbackEvent": ""},
+            callback_params(Timestamp="yesterday"),
+        ):
             for method in ("POST", "GET"):
                 url, body, headers = twilio_request(method, target, params)
                 assert await status_of(method, url, body, headers) == 400, (method, params)
@@ -357,8 +411,10 @@ async def test_unknown_event_types_and_params_are_kept(settings):
         for k, v in pairs:
             form.setdefault(k, []).append(v)
         body = urlencode(pairs).encode()
-        headers = {"Content-Type": "application/x-www-form-urlencoded",
-                   "X-Twilio-Signature": compute_signature(url, form, AUTH_TOKEN)}
+        headers = {
+            "Content-Type": "application/x-www-form-urlencoded",
+            "X-Twilio-Signature": compute_signature(url, form, AUTH_TOKEN),
+        }
         assert (await send(http, "POST", url, body, headers))[0] == 204
         assert metric(server, "roomevents_callbacks_total", event="other", status="204") == 1
     first, second = sorted((records.decode(m.value) for m in await published(settings)), key=lambda r: r["type"])
@@ -390,7 +446,7 @@ async def test_duplicate_callback_has_the_same_event_id(settings):
 async def test_a_room_and_its_unique_name_share_one_partition(settings):
     """REST commands and callbacks of a room, and of every room that uses the same unique name, are
     keyed by the unique name: one partition, in order. A room without a unique name is keyed by its SID."""
-    from tests.conftest import basic_auth
+    from tests.helpers import basic_auth
 
     async with running_system(settings) as (ingress, _), aiohttp.ClientSession() as http:
         target = ingress.url + settings.callback_path
@@ -402,9 +458,12 @@ async def test_a_room_and_its_unique_name_share_one_partition(settings):
                 room = await resp.json()
             sids.append(room["sid"])
             name = unique_name or room["sid"]
-            for event, extra in (("room-created", {}), ("participant-connected", {}),
-                                 ("participant-disconnected", {"ParticipantStatus": "disconnected"}),
-                                 ("room-ended", {"RoomStatus": "completed"})):
+            for event, extra in (
+                ("room-created", {}),
+                ("participant-connected", {}),
+                ("participant-disconnected", {"ParticipantStatus": "disconnected"}),
+                ("room-ended", {"RoomStatus": "completed"}),
+            ):
                 params = callback_params(event=event, RoomSid=room["sid"], RoomName=name, **extra)
                 url, body, headers = twilio_request("POST", target, params)
                 assert (await send(http, "POST", url, body, headers))[0] == 204
@@ -423,8 +482,14 @@ async def test_a_room_and_its_unique_name_share_one_partition(settings):
     assert {r["room_sid"] for r in weekly} == {sids[0], sids[2]}
     assert {r["source"] for r in weekly} == {"api", "callback"}
     # In log order: the first room's history, then the second room's creation.
-    assert [r["type"] for r in weekly] == ["room-created", "room-created", "participant-connected",
-                                          "participant-disconnected", "room-ended", "room-created"]
+    assert [r["type"] for r in weekly] == [
+        "room-created",
+        "room-created",
+        "participant-connected",
+        "participant-disconnected",
+        "room-ended",
+        "room-created",
+    ]
 
 
 # ---------------------------------------------------------------- overload
@@ -438,16 +503,19 @@ async def test_overload_is_shed_with_503_and_retry_after(settings):
         held = []
         for _ in range(2):
             reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
-            head = (f"POST {cfg.callback_path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
-                    f"Content-Type: application/x-www-form-urlencoded\r\n"
-                    f"X-Twilio-Signature: {headers['X-Twilio-Signature']}\r\n"
-                    f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n")
+            head = (
+                f"POST {cfg.callback_path} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                f"Content-Type: application/x-www-form-urlencoded\r\n"
+                f"X-Twilio-Signature: {headers['X-Twilio-Signature']}\r\n"
+                f"Content-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+            )
             writer.write(head.encode() + body[:10])
             await writer.drain()
             held.append((reader, writer))
 
         async def in_flight() -> int:
             from service.http.keys import SERVER_LOAD
+
             return server.app[SERVER_LOAD].in_flight
 
         loop = asyncio.get_running_loop()

@@ -1,5 +1,6 @@
 """CloudEvents 1.0 Kafka protocol binding, binary mode: what we produce decodes with the reference SDK
 (`cloudevents` 2.x, cloudevents.core.bindings.kafka)."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -8,7 +9,7 @@ from cloudevents.core.bindings import kafka as ce_kafka
 from cloudevents.core.formats.json import JSONFormat
 
 from service.events import cloudevents, record as records
-from tests.conftest import ACCOUNT_SID, read_topic
+from tests.helpers import ACCOUNT_SID, read_topic
 from tests.test_callbacks_http import callback_params, ingress_only, send, twilio_request
 
 ROOM = "RM" + "ef" * 16
@@ -19,9 +20,16 @@ def as_message(key: bytes | None, value: bytes, headers) -> ce_kafka.KafkaMessag
 
 
 def test_headers_are_the_binary_mode_attributes():
-    r = records.from_callback({"RoomSid": [ROOM], "RoomName": ["daily"], "AccountSid": [ACCOUNT_SID],
-                               "StatusCallbackEvent": ["participant-connected"],
-                               "Timestamp": ["2025-10-27T18:16:01.876Z"]}, 0)
+    r = records.from_callback(
+        {
+            "RoomSid": [ROOM],
+            "RoomName": ["daily"],
+            "AccountSid": [ACCOUNT_SID],
+            "StatusCallbackEvent": ["participant-connected"],
+            "Timestamp": ["2025-10-27T18:16:01.876Z"],
+        },
+        0,
+    )
     headers = dict(cloudevents.event_headers(r))
     assert headers == {
         "ce_specversion": b"1.0",
@@ -37,8 +45,9 @@ def test_headers_are_the_binary_mode_attributes():
 
 def test_the_reference_sdk_decodes_every_kind_of_record():
     made = [
-        records.from_callback({"RoomSid": [ROOM], "StatusCallbackEvent": ["room-ended"],
-                               "Timestamp": ["2025-10-27T18:16:01.876Z"]}, 0),  # no AccountSid, no RoomName
+        records.from_callback(
+            {"RoomSid": [ROOM], "StatusCallbackEvent": ["room-ended"], "Timestamp": ["2025-10-27T18:16:01.876Z"]}, 0
+        ),  # no AccountSid, no RoomName
         records.room_created(ACCOUNT_SID, ROOM, {"unique_name": "daily", "type": "group"}, 1_700_000_000_000, {}),
         records.room_ended(ACCOUNT_SID, ROOM, "daily", 1_700_000_060_000, reason="timeout"),
     ]
@@ -60,8 +69,9 @@ def test_the_reference_sdk_decodes_every_kind_of_record():
 async def test_records_produced_by_the_ingress_decode_with_the_reference_sdk(settings):
     async with ingress_only(settings) as (server, http):
         for method, event in (("POST", "participant-connected"), ("GET", "track-added"), ("PUT", "made-up-event")):
-            url, body, headers = twilio_request(method, server.url + settings.callback_path,
-                                                callback_params(event=event, TrackSid="MT1"))
+            url, body, headers = twilio_request(
+                method, server.url + settings.callback_path, callback_params(event=event, TrackSid="MT1")
+            )
             assert (await send(http, method, url, body, headers))[0] == 204
     messages = await read_topic(settings.kafka_bootstrap_servers, settings.events_topic)
     assert len(messages) == 3

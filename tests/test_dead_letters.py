@@ -1,5 +1,6 @@
 """Records the broker can never take (too large) go to the dead-letter topic with the reason, are
 counted, and are answered 202; if even the dead letter cannot be written, the answer is 503, never 2xx."""
+
 from __future__ import annotations
 
 import time
@@ -7,7 +8,7 @@ import time
 import orjson
 
 from service.events import record as records
-from tests.conftest import read_topic
+from tests.helpers import read_topic
 from tests.test_callbacks_http import callback_params, ingress_only, send, twilio_request
 
 HUGE = 1536 * 1024  # over the producer's 1 MiB max_request_size
@@ -31,8 +32,10 @@ async def test_a_record_too_large_for_the_broker_is_dead_lettered_and_counted(se
     events = await read_topic(cfg.kafka_bootstrap_servers, cfg.events_topic)
     assert [records.decode(m.value)["type"] for m in events] == ["participant-connected"]
     [letter] = await read_topic(cfg.kafka_bootstrap_servers, cfg.dead_letter_topic)
-    assert dict(letter.headers) == {"roomevents_dlq_reason": b"too-large",
-                                    "roomevents_dlq_topic": cfg.events_topic.encode()}
+    assert dict(letter.headers) == {
+        "roomevents_dlq_reason": b"too-large",
+        "roomevents_dlq_topic": cfg.events_topic.encode(),
+    }
     assert letter.key == b"standup"
     doc = orjson.loads(letter.value)
     assert doc["reason"] == "too-large" and "max_request_size" in doc["detail"]
@@ -55,5 +58,7 @@ async def test_when_the_dead_letter_cannot_be_written_the_answer_is_503(settings
         status, resp_headers, _ = await send(http, "POST", url, body, headers)
         assert status == 503 and resp_headers["Retry-After"] == "1"
         assert time.monotonic() - started < 5
-        assert server.metrics.registry.get_sample_value("roomevents_dead_letters_total", {"reason": "too-large"}) is None
+        assert (
+            server.metrics.registry.get_sample_value("roomevents_dead_letters_total", {"reason": "too-large"}) is None
+        )
     assert await read_topic(cfg.kafka_bootstrap_servers, cfg.events_topic) == []

@@ -1,5 +1,6 @@
 """The first slice, end to end over HTTP: create -> topic -> materializer -> state topic -> GET;
 then a signed room-ended callback -> completed."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,12 +11,13 @@ from aiokafka import AIOKafkaConsumer
 
 from service.callbacks.signature import compute_signature
 from service.events.record import decode
-from tests.conftest import AUTH_TOKEN, basic_auth, running_system, wait_until
+from tests.helpers import AUTH_TOKEN, basic_auth, running_system, wait_until
 
 
 async def read_all(bootstrap: str, topic: str, expected: int, timeout: float = 15.0):
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest",
-                                enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        topic, bootstrap_servers=bootstrap, auto_offset_reset="earliest", enable_auto_commit=False
+    )
     await consumer.start()
     out = []
     try:
@@ -37,8 +39,9 @@ async def test_create_fetch_and_end_by_callback(settings):
     async with running_system(settings) as (ingress, _), aiohttp.ClientSession() as http:
         base = ingress.url
         # Form-encoded, as Twilio's SDKs send it.
-        async with http.post(f"{base}/v1/Rooms", data={"Type": "group", "UniqueName": "demo"},
-                             headers=basic_auth()) as resp:
+        async with http.post(
+            f"{base}/v1/Rooms", data={"Type": "group", "UniqueName": "demo"}, headers=basic_auth()
+        ) as resp:
             assert resp.status == 201, await resp.text()
             room = await resp.json()
         assert room["status"] == "in-progress"
@@ -53,16 +56,27 @@ async def test_create_fetch_and_end_by_callback(settings):
                 assert (await resp.json())["sid"] == sid
 
         # JSON body, as in the seed's request example.
-        async with http.post(f"{base}/v1/Rooms", data=orjson.dumps({"Type": "group", "MaxParticipants": 7}),
-                             headers=basic_auth() | {"Content-Type": "application/json"}) as resp:
+        async with http.post(
+            f"{base}/v1/Rooms",
+            data=orjson.dumps({"Type": "group", "MaxParticipants": 7}),
+            headers=basic_auth() | {"Content-Type": "application/json"},
+        ) as resp:
             assert resp.status == 201, await resp.text()
             second = await resp.json()
         assert second["max_participants"] == 7 and second["unique_name"] == second["sid"]
 
         # A signed room-ended status callback completes the room.
-        params = {"AccountSid": settings.twilio_account_sid, "RoomSid": sid, "RoomName": "demo",
-                  "RoomStatus": "completed", "RoomType": "group", "StatusCallbackEvent": "room-ended",
-                  "Timestamp": "2030-01-01T00:10:00.000Z", "RoomDuration": "600", "SequenceNumber": "3"}
+        params = {
+            "AccountSid": settings.twilio_account_sid,
+            "RoomSid": sid,
+            "RoomName": "demo",
+            "RoomStatus": "completed",
+            "RoomType": "group",
+            "StatusCallbackEvent": "room-ended",
+            "Timestamp": "2030-01-01T00:10:00.000Z",
+            "RoomDuration": "600",
+            "SequenceNumber": "3",
+        }
         url = f"{base}{settings.callback_path}"
         async with http.post(url, data=params, headers=signed(url, params)) as resp:
             assert resp.status == 204, await resp.text()
@@ -87,8 +101,9 @@ async def test_create_fetch_and_end_by_callback(settings):
 
 async def test_bad_auth_and_bad_signature_are_refused(settings):
     async with running_system(settings) as (ingress, _), aiohttp.ClientSession() as http:
-        async with http.post(f"{ingress.url}/v1/Rooms", data={"Type": "group"},
-                             headers=basic_auth(token="wrong")) as resp:
+        async with http.post(
+            f"{ingress.url}/v1/Rooms", data={"Type": "group"}, headers=basic_auth(token="wrong")
+        ) as resp:
             assert resp.status == 401
             assert (await resp.json())["code"] == 20003
         params = {"RoomSid": "RM" + "0" * 32, "StatusCallbackEvent": "room-ended"}

@@ -1,4 +1,5 @@
 """The room-event record (pure): building it from callbacks and commands, ids, keys, time, encoding."""
+
 from __future__ import annotations
 
 import random
@@ -9,16 +10,23 @@ from hypothesis import given, settings as hsettings, strategies as st
 
 from service.events import record as records
 from tests import streams
-from tests.conftest import ACCOUNT_SID, event_schema_validator
+from tests.helpers import ACCOUNT_SID, event_schema_validator
 
 VALIDATOR = event_schema_validator()
 ROOM = "RM" + "ab" * 16
 
 
 def cb(**params: str) -> dict[str, list[str]]:
-    base = {"AccountSid": ACCOUNT_SID, "RoomSid": ROOM, "RoomName": "daily", "RoomType": "group",
-            "RoomStatus": "in-progress", "StatusCallbackEvent": "room-created",
-            "Timestamp": "2025-10-27T18:16:01.876Z", "SequenceNumber": "0"}
+    base = {
+        "AccountSid": ACCOUNT_SID,
+        "RoomSid": ROOM,
+        "RoomName": "daily",
+        "RoomType": "group",
+        "RoomStatus": "in-progress",
+        "StatusCallbackEvent": "room-created",
+        "Timestamp": "2025-10-27T18:16:01.876Z",
+        "SequenceNumber": "0",
+    }
     base.update(params)
     return {k: [v] for k, v in base.items() if v is not None}
 
@@ -32,9 +40,17 @@ def assert_valid(record: dict) -> None:
 
 
 def test_participant_callback_typed_fields():
-    r = records.from_callback(cb(StatusCallbackEvent="participant-disconnected", ParticipantSid="PA1",
-                                 ParticipantIdentity="alice", ParticipantStatus="disconnected",
-                                 ParticipantDuration="42", SequenceNumber="7"), 1_800_000_000_123)
+    r = records.from_callback(
+        cb(
+            StatusCallbackEvent="participant-disconnected",
+            ParticipantSid="PA1",
+            ParticipantIdentity="alice",
+            ParticipantStatus="disconnected",
+            ParticipantDuration="42",
+            SequenceNumber="7",
+        ),
+        1_800_000_000_123,
+    )
     assert r["schema_version"] == 1 and r["source"] == "callback"
     assert r["type"] == "participant-disconnected"
     assert (r["account_sid"], r["room_sid"], r["room_name"]) == (ACCOUNT_SID, ROOM, "daily")
@@ -49,19 +65,45 @@ def test_participant_callback_typed_fields():
 
 
 def test_track_and_recording_callbacks():
-    track = records.from_callback(cb(StatusCallbackEvent="track-added", ParticipantSid="PA1", TrackSid="MT1",
-                                     TrackKind="audio", TrackName="mic"), 0)
+    track = records.from_callback(
+        cb(StatusCallbackEvent="track-added", ParticipantSid="PA1", TrackSid="MT1", TrackKind="audio", TrackName="mic"),
+        0,
+    )
     assert track["track"] == {"sid": "MT1", "kind": "audio", "name": "mic"}
-    rec = records.from_callback(cb(StatusCallbackEvent="recording-completed", ParticipantSid="PA1",
-                                   RecordingSid="RT1", SourceSid="MT1", TrackName="mic",
-                                   RecordingUri="/v1/Recordings/RT1", MediaUri="https://m/RT1",
-                                   Container="mka", Codec="OPUS", Type="audio", Duration="12", Size="3456",
-                                   OffsetFromTwilioVideoEpoch="1000", MediaExternalLocation="s3://b/k"), 0)
+    rec = records.from_callback(
+        cb(
+            StatusCallbackEvent="recording-completed",
+            ParticipantSid="PA1",
+            RecordingSid="RT1",
+            SourceSid="MT1",
+            TrackName="mic",
+            RecordingUri="/v1/Recordings/RT1",
+            MediaUri="https://m/RT1",
+            Container="mka",
+            Codec="OPUS",
+            Type="audio",
+            Duration="12",
+            Size="3456",
+            OffsetFromTwilioVideoEpoch="1000",
+            MediaExternalLocation="s3://b/k",
+        ),
+        0,
+    )
     assert rec["recording"] == {
-        "sid": "RT1", "source_sid": "MT1", "track_name": "mic", "uri": "/v1/Recordings/RT1",
-        "media_uri": "https://m/RT1", "media_external_location": "s3://b/k", "container": "mka",
-        "codec": "OPUS", "type": "audio", "duration": 12, "size": 3456,
-        "offset_from_twilio_video_epoch": 1000, "failed_operation": None}
+        "sid": "RT1",
+        "source_sid": "MT1",
+        "track_name": "mic",
+        "uri": "/v1/Recordings/RT1",
+        "media_uri": "https://m/RT1",
+        "media_external_location": "s3://b/k",
+        "container": "mka",
+        "codec": "OPUS",
+        "type": "audio",
+        "duration": 12,
+        "size": 3456,
+        "offset_from_twilio_video_epoch": 1000,
+        "failed_operation": None,
+    }
     assert rec["track"] is None  # a recording names its source track, it is not a track event
     ended = records.from_callback(cb(StatusCallbackEvent="room-ended", RoomStatus="completed", RoomDuration="600"), 0)
     assert ended["end_reason"] == "callback" and ended["room"]["duration"] == 600
@@ -79,13 +121,16 @@ def test_unknown_events_and_params_are_kept():
     assert_valid(multi)
 
 
-@pytest.mark.parametrize("timestamp, expected", [
-    ("2025-10-27T18:16:01.876Z", "2025-10-27T18:16:01.876Z"),
-    ("2025-10-27T18:16:01Z", "2025-10-27T18:16:01.000Z"),
-    ("2025-10-27T18:16:01.876543Z", "2025-10-27T18:16:01.877Z"),  # ms precision, rounded
-    ("2025-10-27T20:16:01.5+02:00", "2025-10-27T18:16:01.500Z"),
-    ("2025-10-27T18:16:01.876", "2025-10-27T18:16:01.876Z"),  # no offset: UTC
-])
+@pytest.mark.parametrize(
+    "timestamp, expected",
+    [
+        ("2025-10-27T18:16:01.876Z", "2025-10-27T18:16:01.876Z"),
+        ("2025-10-27T18:16:01Z", "2025-10-27T18:16:01.000Z"),
+        ("2025-10-27T18:16:01.876543Z", "2025-10-27T18:16:01.877Z"),  # ms precision, rounded
+        ("2025-10-27T20:16:01.5+02:00", "2025-10-27T18:16:01.500Z"),
+        ("2025-10-27T18:16:01.876", "2025-10-27T18:16:01.876Z"),  # no offset: UTC
+    ],
+)
 def test_occurred_at_has_millisecond_precision_in_utc(timestamp, expected):
     r = records.from_callback(cb(Timestamp=timestamp), 0)
     assert r["occurred_at"] == expected
@@ -132,8 +177,12 @@ def test_command_ids_are_deterministic_and_distinct():
     ended_api = records.room_ended(ACCOUNT_SID, ROOM, "daily", 7, reason="api")
     ended_timer = records.room_ended(ACCOUNT_SID, ROOM, "daily", 8, reason="timeout")
     assert created["event_id"] == again["event_id"]
-    ids = {created["event_id"], ended_api["event_id"], ended_timer["event_id"],
-           records.from_callback(cb(), 0)["event_id"]}
+    ids = {
+        created["event_id"],
+        ended_api["event_id"],
+        ended_timer["event_id"],
+        records.from_callback(cb(), 0)["event_id"],
+    }
     assert len(ids) == 4
     assert (ended_api["source"], ended_api["end_reason"]) == ("api", "api")
     assert (ended_timer["source"], ended_timer["end_reason"]) == ("timer", "timeout")
@@ -157,8 +206,11 @@ def test_every_record_of_a_room_and_its_unique_name_has_one_key():
         records.room_created(ACCOUNT_SID, "RM" + "cd" * 16, {"unique_name": "daily"}, 6, {}),
     ]
     assert {records.partition_key(r) for r in named} == {b"daily"}
-    unnamed = [records.room_created(ACCOUNT_SID, ROOM, {"unique_name": None}, 1, {}),
-               records.from_callback(cb(RoomName=ROOM), 2), records.from_callback(cb(RoomName=None), 3)]
+    unnamed = [
+        records.room_created(ACCOUNT_SID, ROOM, {"unique_name": None}, 1, {}),
+        records.from_callback(cb(RoomName=ROOM), 2),
+        records.from_callback(cb(RoomName=None), 3),
+    ]
     assert {records.partition_key(r) for r in unnamed} == {ROOM.encode()}
 
 
@@ -187,8 +239,11 @@ _values = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_
 
 
 @hsettings(max_examples=150, deadline=None)
-@given(extra=st.dictionaries(_names, st.lists(_values, min_size=1, max_size=3), max_size=6),
-       event=_names, seed=st.integers(0, 1000))
+@given(
+    extra=st.dictionaries(_names, st.lists(_values, min_size=1, max_size=3), max_size=6),
+    event=_names,
+    seed=st.integers(0, 1000),
+)
 def test_any_signed_callback_becomes_a_valid_record_with_a_stable_id(extra, event, seed):
     params = {**extra, **cb(StatusCallbackEvent=event)}
     r = records.from_callback(params, 1_234)
@@ -202,18 +257,29 @@ def test_any_signed_callback_becomes_a_valid_record_with_a_stable_id(extra, even
 
 def test_decode_for_fold_keeps_what_the_fold_reads_and_refuses_what_decode_refuses():
     from service.events import record as records
-    from service.state.fold import fold, render
+    from service.state.fold import fold
+    from service.state.render import render
 
-    params = {"AccountSid": ["AC" + "a1" * 16], "RoomSid": ["RM" + "1" * 32], "RoomName": ["n"],
-              "StatusCallbackEvent": ["participant-connected"], "ParticipantSid": ["PA" + "2" * 32],
-              "ParticipantIdentity": ["alice"], "Timestamp": ["2030-01-01T00:00:00.123Z"], "SequenceNumber": ["4"]}
+    params = {
+        "AccountSid": ["AC" + "a1" * 16],
+        "RoomSid": ["RM" + "1" * 32],
+        "RoomName": ["n"],
+        "StatusCallbackEvent": ["participant-connected"],
+        "ParticipantSid": ["PA" + "2" * 32],
+        "ParticipantIdentity": ["alice"],
+        "Timestamp": ["2030-01-01T00:00:00.123Z"],
+        "SequenceNumber": ["4"],
+    }
     raw = records.encode(records.from_callback(params, 1_893_456_000_200))
     full, slim = records.decode(raw), records.decode_for_fold(raw)
     assert "params" not in slim and set(slim) < set(full)
     assert render(fold(None, slim)) == render(fold(None, full))
-    cases = ((b"\xff", "undecodable", "undecodable"), (b"[1]", "not a JSON object", "undecodable"),
-             (b'{"schema_version": 99, "event_id": "x"}', "schema_version 99", "schema_version 99"),
-             (b'{"schema_version": 1, "event_id": "x", "type": "t", "room_sid": ""}', "lacks", "lacks"))
+    cases = (
+        (b"\xff", "undecodable", "undecodable"),
+        (b"[1]", "not a JSON object", "undecodable"),
+        (b'{"schema_version": 99, "event_id": "x"}', "schema_version 99", "schema_version 99"),
+        (b'{"schema_version": 1, "event_id": "x", "type": "t", "room_sid": ""}', "lacks", "lacks"),
+    )
     for bad, from_decode, from_fold in cases:
         for decoder, message in ((records.decode, from_decode), (records.decode_for_fold, from_fold)):
             try:
@@ -222,3 +288,32 @@ def test_decode_for_fold_keeps_what_the_fold_reads_and_refuses_what_decode_refus
                 assert message in str(exc), (decoder.__name__, bad, str(exc))
             else:
                 raise AssertionError(f"{decoder.__name__} accepted {bad!r}")
+
+
+def test_shapes_the_fold_cannot_take_are_record_errors_for_both_decoders():
+    """Decodable but malformed: refused at the decode boundary as RecordError (poison), so that any
+    other error while folding is a bug, never a reason to dead-letter."""
+    good = records.from_callback(
+        cb(StatusCallbackEvent="participant-connected", ParticipantSid="PA1", TrackSid="MT1", RecordingSid="RT1"), 0
+    )
+    assert records.decode_for_fold(records.encode(good))["participant"]["sid"] == "PA1"
+    created = records.room_created(ACCOUNT_SID, ROOM, {"unique_name": "daily", "unused_room_timeout": 3}, 0, {})
+    assert records.decode_for_fold(records.encode(created))["config"]["unique_name"] == "daily"
+    # (record, what the error names, whether decode() refuses it too: it checks identity, not types)
+    cases = [
+        (good | {"participant": {"identity": "x"}}, "KeyError", True),
+        (good | {"track": {"kind": "audio"}}, "KeyError", True),
+        (good | {"recording": {"sid": 5}}, "recording", True),
+        (good | {"participant": "PA1"}, "participant", True),
+        (good | {"room": {"status": "in-progress", "duration": "600"}}, "duration", False),
+        (good | {"occurred_at_ms": "soon"}, "occurred_at_ms", False),
+        (created | {"config": {"unique_name": ["daily"]}}, "unique_name", True),
+        (created | {"config": {"unused_room_timeout": "ten"}}, "unused_room_timeout", True),
+    ]
+    for bad, message, refused_by_decode in cases:
+        raw = orjson.dumps(bad)
+        with pytest.raises(records.RecordError, match=message):
+            records.decode_for_fold(raw)
+        if refused_by_decode:
+            with pytest.raises(records.RecordError, match=message):
+                records.decode(raw)

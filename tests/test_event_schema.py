@@ -1,5 +1,6 @@
 """The published JSON Schema: generated from the one module, valid, documented, and enforced (the
 autouse fixture in conftest.py validates every record each test produced; its checks are tested here)."""
+
 from __future__ import annotations
 
 import json
@@ -13,7 +14,7 @@ import orjson
 from aiokafka import AIOKafkaProducer
 
 from service.events import cloudevents, record as records
-from tests.conftest import event_schema_validator, invalid_event_records, read_topic
+from tests.helpers import event_schema_validator, invalid_event_records, read_topic
 
 ROOT = Path(__file__).resolve().parents[1]
 SCHEMA_FILE = ROOT / "docs" / "room-event.schema.json"
@@ -22,14 +23,16 @@ EVENTS_DOC = ROOT / "docs" / "events.md"
 
 def test_the_published_file_is_the_module_output():
     assert SCHEMA_FILE.read_text() == records.schema_text(), (
-        "docs/room-event.schema.json is stale: run `python -m service.events.record`")
+        "docs/room-event.schema.json is stale: run `python -m service.events.record`"
+    )
     assert json.loads(SCHEMA_FILE.read_text()) == records.json_schema()
 
 
 def test_the_generator_writes_the_same_file(tmp_path):
     target = tmp_path / "schema.json"
-    subprocess.run([sys.executable, "-m", "service.events.record", str(target)], cwd=ROOT, check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "service.events.record", str(target)], cwd=ROOT, check=True, capture_output=True
+    )
     assert target.read_text() == SCHEMA_FILE.read_text()
 
 
@@ -76,8 +79,9 @@ def test_the_examples_in_events_md_validate_and_match_the_code():
             params = {k: v if isinstance(v, list) else [v] for k, v in example["params"].items()}
             rebuilt = records.from_callback(params, example["occurred_at_ms"])
             assert rebuilt["event_id"] == example["event_id"]
-            assert {k: v for k, v in rebuilt.items() if k != "received_at"} == \
-                   {k: v for k, v in example.items() if k != "received_at"}
+            assert {k: v for k, v in rebuilt.items() if k != "received_at"} == {
+                k: v for k, v in example.items() if k != "received_at"
+            }
     # Every field is documented in the table.
     text = EVENTS_DOC.read_text()
     for field in records.json_schema()["properties"]:
@@ -97,8 +101,12 @@ async def test_the_validation_fixture_catches_bad_records(settings):
         # Decodable but off-schema, raw: caught.
         await producer.send_and_wait(topic, records.encode(good | {"extra": 1}), key=b"n")
         # Service-style (with ce_* headers) but off-schema, wrong key, wrong ce_id: caught.
-        await producer.send_and_wait(topic, records.encode(good | {"source": "elsewhere"}), key=b"other",
-                                     headers=[("ce_id", b"0" * 32), ("ce_specversion", b"1.0")])
+        await producer.send_and_wait(
+            topic,
+            records.encode(good | {"source": "elsewhere"}),
+            key=b"other",
+            headers=[("ce_id", b"0" * 32), ("ce_specversion", b"1.0")],
+        )
     finally:
         await producer.stop()
     messages = await read_topic(settings.kafka_bootstrap_servers, topic)

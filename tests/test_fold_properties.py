@@ -9,6 +9,7 @@ happen, and SequenceNumbers are sometimes absent or colliding.
 The reducer must fold the same set of records, in any order and with any duplicates (including
 redeliveries that differ only in `received_at`), to the same room document.
 """
+
 from __future__ import annotations
 
 import copy
@@ -19,13 +20,19 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from service.events.record import format_ms, from_callback, parse_timestamp_ms, room_created, room_ended
 from service.rooms.params import parse_create_form
 from service.state.book import RoomBook, timer_due
-from service.state.fold import fold, order_of, render, status
+from service.state.fold import fold, order_of
+from service.state.render import render
+from service.state.views import status
 
 ACCOUNT = "AC" + "0" * 31 + "1"
 T0 = parse_timestamp_ms("2030-01-01T00:00:00.000Z")
 TICK = 500  # ms: coarse, so that equal Timestamps are common
-SETTINGS = settings(max_examples=150, deadline=None, database=None,
-                    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+SETTINGS = settings(
+    max_examples=150,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
 
 
 class Builder:
@@ -44,9 +51,17 @@ class Builder:
         return self.counter
 
     def callback(self, event: str, tick: int, room_status: str = "in-progress", **params) -> dict:
-        raw = {"AccountSid": ACCOUNT, "RoomSid": self.sid, "RoomName": self.name, "RoomStatus": room_status,
-               "RoomType": "group", "StatusCallbackEvent": event, "Timestamp": format_ms(T0 + tick * TICK),
-               "SequenceNumber": self._seq(), **params}
+        raw = {
+            "AccountSid": ACCOUNT,
+            "RoomSid": self.sid,
+            "RoomName": self.name,
+            "RoomStatus": room_status,
+            "RoomType": "group",
+            "StatusCallbackEvent": event,
+            "Timestamp": format_ms(T0 + tick * TICK),
+            "SequenceNumber": self._seq(),
+            **params,
+        }
         form = {k: [str(v)] for k, v in raw.items() if v is not None}
         return from_callback(form, T0 + tick * TICK + 300)
 
@@ -74,20 +89,31 @@ def room_histories(draw, sid: str | None = None, name: str | None = None):
     created = draw(ticks)
     create = draw(st.sampled_from(["api", "callback", "both", "none"]))
     if create in ("api", "both"):
-        form = draw(st.fixed_dictionaries({}, optional={
-            "StatusCallback": st.just("https://example.com/callbacks"),
-            "UnusedRoomTimeout": st.sampled_from(["1", "2", "5"]),
-            "EmptyRoomTimeout": st.sampled_from(["1", "3"]),
-            "MaxParticipants": st.sampled_from(["4", "10"]),
-        }))
+        form = draw(
+            st.fixed_dictionaries(
+                {},
+                optional={
+                    "StatusCallback": st.just("https://example.com/callbacks"),
+                    "UnusedRoomTimeout": st.sampled_from(["1", "2", "5"]),
+                    "EmptyRoomTimeout": st.sampled_from(["1", "3"]),
+                    "MaxParticipants": st.sampled_from(["4", "10"]),
+                },
+            )
+        )
         events.append(b.api_create(created, form))
     if create in ("callback", "both"):
         events.append(b.callback("room-created", created + draw(st.integers(0, 1))))
 
     # Several ends can be reported: the API's and Twilio's room-ended, a timer racing the API, a
     # failure report besides any of them.
-    ends = [(how, draw(ticks)) for how in draw(st.lists(
-        st.sampled_from(["api", "timeout", "callback", "callback+duration", "failed"]), max_size=3, unique=True))]
+    ends = [
+        (how, draw(ticks))
+        for how in draw(
+            st.lists(
+                st.sampled_from(["api", "timeout", "callback", "callback+duration", "failed"]), max_size=3, unique=True
+            )
+        )
+    ]
     twilio_end = min((tick for how, tick in ends if how.startswith("callback")), default=None)
 
     def room_status(tick: int) -> str:
@@ -96,18 +122,39 @@ def room_histories(draw, sid: str | None = None, name: str | None = None):
     for i in range(draw(st.integers(0, 4))):
         psid, ident = f"PA{i}", draw(st.sampled_from(["alice", "bob", f"user{i}"]))
         join = draw(ticks)
-        events.append(b.callback("participant-connected", join, room_status(join), ParticipantSid=psid,
-                                 ParticipantIdentity=ident, ParticipantStatus="connected"))
+        events.append(
+            b.callback(
+                "participant-connected",
+                join,
+                room_status(join),
+                ParticipantSid=psid,
+                ParticipantIdentity=ident,
+                ParticipantStatus="connected",
+            )
+        )
         leave = None
         if draw(st.booleans()):
             leave = join + draw(st.integers(-2, 30))  # a little clock skew now and then
-            events.append(b.callback("participant-disconnected", leave, room_status(leave), ParticipantSid=psid,
-                                     ParticipantIdentity=ident, ParticipantStatus="disconnected",
-                                     ParticipantDuration=draw(st.one_of(st.none(), st.integers(0, 20)))))
+            events.append(
+                b.callback(
+                    "participant-disconnected",
+                    leave,
+                    room_status(leave),
+                    ParticipantSid=psid,
+                    ParticipantIdentity=ident,
+                    ParticipantStatus="disconnected",
+                    ParticipantDuration=draw(st.one_of(st.none(), st.integers(0, 20))),
+                )
+            )
         for j in range(draw(st.integers(0, 2))):
             tsid, kind = f"MT{i}{j}", draw(st.sampled_from(["audio", "video", "data"]))
-            track = dict(ParticipantSid=psid, ParticipantIdentity=ident, ParticipantStatus="connected",
-                         TrackSid=tsid, TrackKind=kind)
+            track = dict(
+                ParticipantSid=psid,
+                ParticipantIdentity=ident,
+                ParticipantStatus="connected",
+                TrackSid=tsid,
+                TrackKind=kind,
+            )
             added = join + draw(st.integers(0, 5))
             events.append(b.callback("track-added", added, room_status(added), **track))
             for toggle in draw(st.lists(st.sampled_from(["track-enabled", "track-disabled"]), max_size=3)):
@@ -119,29 +166,59 @@ def room_histories(draw, sid: str | None = None, name: str | None = None):
             outcome = draw(st.sampled_from(["none", "started", "completed", "failed", "completed+failed"]))
             if outcome != "none":
                 rsid = f"RT{i}{j}"
-                rec = dict(ParticipantSid=psid, ParticipantIdentity=ident, RecordingSid=rsid, SourceSid=tsid,
-                           TrackName=f"track-{j}", RecordingUri=f"/v1/Recordings/{rsid}",
-                           Container="mka" if kind == "audio" else "mkv", Codec="OPUS" if kind == "audio" else "VP8",
-                           Type=kind, OffsetFromTwilioVideoEpoch=draw(st.integers(0, 10_000)))
+                rec = dict(
+                    ParticipantSid=psid,
+                    ParticipantIdentity=ident,
+                    RecordingSid=rsid,
+                    SourceSid=tsid,
+                    TrackName=f"track-{j}",
+                    RecordingUri=f"/v1/Recordings/{rsid}",
+                    Container="mka" if kind == "audio" else "mkv",
+                    Codec="OPUS" if kind == "audio" else "VP8",
+                    Type=kind,
+                    OffsetFromTwilioVideoEpoch=draw(st.integers(0, 10_000)),
+                )
                 started = added + draw(st.integers(0, 3))
                 events.append(b.callback("recording-started", started, room_status(started), **rec))
                 if "completed" in outcome:
                     at = started + draw(st.integers(0, 20))
-                    events.append(b.callback("recording-completed", at, room_status(at), **rec,
-                                             Duration=draw(st.integers(0, 20)), Size=draw(st.integers(0, 10**6)),
-                                             MediaUri=f"https://media.example.com/{rsid}"))
+                    events.append(
+                        b.callback(
+                            "recording-completed",
+                            at,
+                            room_status(at),
+                            **rec,
+                            Duration=draw(st.integers(0, 20)),
+                            Size=draw(st.integers(0, 10**6)),
+                            MediaUri=f"https://media.example.com/{rsid}",
+                        )
+                    )
                 if "failed" in outcome:
                     at = started + draw(st.integers(0, 20))
-                    events.append(b.callback("recording-failed", at, room_status(at), **rec,
-                                             FailedOperation=draw(st.sampled_from(
-                                                 ["RecordingStart", "RecordingComplete", "RecordingUpload"]))))
+                    events.append(
+                        b.callback(
+                            "recording-failed",
+                            at,
+                            room_status(at),
+                            **rec,
+                            FailedOperation=draw(
+                                st.sampled_from(["RecordingStart", "RecordingComplete", "RecordingUpload"])
+                            ),
+                        )
+                    )
 
     for how, tick in ends:
         if how in ("api", "timeout"):
             events.append(b.api_end(tick, how))
         elif how == "failed":
-            events.append(b.callback(draw(st.sampled_from(["room-ended", "participant-disconnected"])), tick,
-                                     "failed", ParticipantSid="PA0"))
+            events.append(
+                b.callback(
+                    draw(st.sampled_from(["room-ended", "participant-disconnected"])),
+                    tick,
+                    "failed",
+                    ParticipantSid="PA0",
+                )
+            )
         else:
             duration = draw(st.integers(0, 30)) if how == "callback+duration" else None
             events.append(b.callback("room-ended", tick, "completed", RoomDuration=duration))
@@ -209,7 +286,9 @@ def test_fold_is_pure_and_completed_or_failed_never_reopens(data, events):
         seen_final = seen_final or status(new) != "in-progress"
         state = new
     doc = render(state)
-    ends = [e for e in events if e["type"] == "room-ended" or (e["room"] or {}).get("status") in ("completed", "failed")]
+    ends = [
+        e for e in events if e["type"] == "room-ended" or (e["room"] or {}).get("status") in ("completed", "failed")
+    ]
     assert (doc["status"] != "in-progress") == bool(ends)
     if doc["status"] == "in-progress":
         assert doc["end_time"] is None and doc["duration"] is None
@@ -235,10 +314,17 @@ def test_document_invariants(data, events):
         assert doc["last_event"]["event_id"] == max(events, key=order_of)["event_id"]
 
 
-@settings(max_examples=60, deadline=None, database=None,
-          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
-@given(data=st.data(), first=room_histories(sid="RM" + "1" * 32, name="demo"),
-       second=room_histories(sid="RM" + "2" * 32, name="demo"))
+@settings(
+    max_examples=60,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+)
+@given(
+    data=st.data(),
+    first=room_histories(sid="RM" + "1" * 32, name="demo"),
+    second=room_histories(sid="RM" + "2" * 32, name="demo"),
+)
 def test_book_replay_is_deterministic(data, first, second):
     """Two rooms competing for one name on one partition: the log's order decides, replay agrees."""
     log = data.draw(shuffled_with_duplicates(first + second))

@@ -1,5 +1,6 @@
 """Operations endpoints: /healthz, /readyz (broker reachable, view caught up; for the materializer,
 partitions assigned and rebuilt), /metrics in Prometheus format. No auth, no secrets."""
+
 from __future__ import annotations
 
 import aiohttp
@@ -8,7 +9,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from service.callbacks.signature import compute_signature
 from service.metrics import Metrics
 from service.runtime import MaterializerService
-from tests.conftest import AUTH_TOKEN, basic_auth, running_system, wait_until
+from tests.helpers import AUTH_TOKEN, basic_auth, running_system, wait_until
 
 
 def samples(text: str) -> dict[tuple, float]:
@@ -30,8 +31,12 @@ async def test_ingress_health_readiness_and_metrics(settings):
         async with http.post(f"{base}/v1/Rooms", data={"UniqueName": "metered"}, headers=basic_auth()) as r:
             assert r.status == 201
         url = f"{base}{settings.callback_path}"
-        params = {"RoomSid": "RM" + "5" * 32, "StatusCallbackEvent": "participant-connected",
-                  "ParticipantSid": "PA" + "6" * 32, "Timestamp": "2030-01-01T00:00:00.000Z"}
+        params = {
+            "RoomSid": "RM" + "5" * 32,
+            "StatusCallbackEvent": "participant-connected",
+            "ParticipantSid": "PA" + "6" * 32,
+            "Timestamp": "2030-01-01T00:00:00.000Z",
+        }
         signature = compute_signature(url, {k: [v] for k, v in params.items()}, AUTH_TOKEN)
         async with http.post(url, data=params, headers={"X-Twilio-Signature": signature}) as r:
             assert r.status == 204
@@ -41,8 +46,10 @@ async def test_ingress_health_readiness_and_metrics(settings):
             assert r.status == 200 and r.headers["Content-Type"].startswith("text/plain")
             text = await r.text()
         got = samples(text)
-        assert got[("roomevents_http_requests_total",
-                    (("method", "POST"), ("route", "/v1/Rooms"), ("status", "201")))] == 1
+        assert (
+            got[("roomevents_http_requests_total", (("method", "POST"), ("route", "/v1/Rooms"), ("status", "201")))]
+            == 1
+        )
         assert got[("roomevents_callbacks_total", (("event", "participant-connected"), ("status", "204")))] == 1
         assert got[("roomevents_signature_failures_total", ())] == 1
         assert got[("roomevents_publish_seconds_count", (("topic", settings.events_topic),))] == 2

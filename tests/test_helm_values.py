@@ -82,11 +82,7 @@ def test_scan_finds_references() -> None:
 
 def test_every_template_values_path_exists_in_values_yaml() -> None:
     values = _values()
-    missing = {
-        ".".join(path): where
-        for path, where in sorted(_refs().items())
-        if _lookup(values, path) is _MISSING
-    }
+    missing = {".".join(path): where for path, where in sorted(_refs().items()) if _lookup(values, path) is _MISSING}
     assert not missing, "template(s) use values missing from values.yaml:\n" + "\n".join(
         f"  .Values.{path}  ({', '.join(where)})" for path, where in missing.items()
     )
@@ -101,9 +97,7 @@ def test_every_values_key_is_used_by_a_template() -> None:
         # uses all of its children.
         if not any(leaf[: len(ref)] == ref for ref in refs)
     ]
-    assert not unused, "values.yaml keys no template uses:\n" + "\n".join(
-        f"  {u}" for u in unused
-    )
+    assert not unused, "values.yaml keys no template uses:\n" + "\n".join(f"  {u}" for u in unused)
 
 
 _KEY_LINE = re.compile(r"^(?P<indent> *)(?P<key>[A-Za-z_][A-Za-z0-9_.-]*):(?:\s|$)")

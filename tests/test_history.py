@@ -8,6 +8,7 @@
 * the three example queries of docs/history.md (and the Grafana panel's) on real data;
 * without a history store the 404 message and the start log say so.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -34,9 +35,20 @@ from service.kafka.broker import free_port
 from service.kafka.topics import ensure_topics
 from service.metrics import Metrics
 from service.runtime import ArchiveService, IngressServer, MaterializerService
-from service.state.fold import fold, render
-from tests.conftest import (ACCOUNT_SID, AUTH_TOKEN, basic_auth, create_database, make_settings, read_topic,
-                            running_system, service_env, wait_ready, wait_until)
+from service.state.fold import fold
+from service.state.render import render
+from tests.helpers import (
+    ACCOUNT_SID,
+    AUTH_TOKEN,
+    basic_auth,
+    create_database,
+    make_settings,
+    read_topic,
+    running_system,
+    service_env,
+    wait_ready,
+    wait_until,
+)
 from tests.streams import publish, room_history
 from tests.test_openapi import Checker
 
@@ -44,6 +56,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 # ---------------------------------------------------------------- helpers
+
 
 async def start_all(cfg):
     """Ingress, materializer and archive, each started and ready (in-process, real broker and database)."""
@@ -116,8 +129,10 @@ async def run(fn, *args, **kwargs):
 
 # ---------------------------------------------------------------- leaving the hot state, restarting
 
-async def test_rooms_that_left_the_hot_state_are_served_from_history_after_a_restart(settings, database_url,
-                                                                                      postgres_server):
+
+async def test_rooms_that_left_the_hot_state_are_served_from_history_after_a_restart(
+    settings, database_url, postgres_server
+):
     port = free_port()
     cfg = settings.with_overrides(database_url=database_url, port=port)
     base = f"http://127.0.0.1:{port}"
@@ -135,14 +150,31 @@ async def test_rooms_that_left_the_hot_state_are_served_from_history_after_a_res
         now_ms = int(datetime.now(timezone.utc).timestamp()) * 1000
         url = base + cfg.callback_path
         async with aiohttp.ClientSession() as http:
-            for seq, (event, psid, who, at) in enumerate([("participant-connected", alice, "alice", 1),
-                                                          ("participant-connected", bob, "bob", 2),
-                                                          ("participant-disconnected", bob, "bob", 20)], 1):
-                params, headers = signed_callback(cfg, url, {
-                    "AccountSid": ACCOUNT_SID, "RoomSid": old_a.sid, "RoomName": old_a.unique_name, "RoomType": "group",
-                    "RoomStatus": "in-progress", "StatusCallbackEvent": event, "ParticipantSid": psid,
-                    "ParticipantIdentity": who, "ParticipantStatus": "disconnected" if "dis" in event else "connected",
-                    "Timestamp": format_ms(now_ms + at * 1000), "SequenceNumber": str(seq)})
+            for seq, (event, psid, who, at) in enumerate(
+                [
+                    ("participant-connected", alice, "alice", 1),
+                    ("participant-connected", bob, "bob", 2),
+                    ("participant-disconnected", bob, "bob", 20),
+                ],
+                1,
+            ):
+                params, headers = signed_callback(
+                    cfg,
+                    url,
+                    {
+                        "AccountSid": ACCOUNT_SID,
+                        "RoomSid": old_a.sid,
+                        "RoomName": old_a.unique_name,
+                        "RoomType": "group",
+                        "RoomStatus": "in-progress",
+                        "StatusCallbackEvent": event,
+                        "ParticipantSid": psid,
+                        "ParticipantIdentity": who,
+                        "ParticipantStatus": "disconnected" if "dis" in event else "connected",
+                        "Timestamp": format_ms(now_ms + at * 1000),
+                        "SequenceNumber": str(seq),
+                    },
+                )
                 async with http.post(url, data=params, headers=headers) as resp:
                     assert resp.status == 204, await resp.text()
         for room in (old_a, old_b, kept):
@@ -150,12 +182,20 @@ async def test_rooms_that_left_the_hot_state_are_served_from_history_after_a_res
         ingress = parts[0]
         await wait_until(lambda: len(ingress.follower.index.docs[old_a.sid]["participants"]) == 2)
 
-        paths = [f"/v1/Rooms/{old_a.sid}", f"/v1/Rooms/{old_b.sid}", f"/v1/Rooms/{kept.sid}",
-                 f"/v1/Rooms/{old_a.sid}/Participants", f"/v1/Rooms/{old_a.sid}/Participants?Status=connected",
-                 f"/v1/Rooms/{old_a.sid}/Participants/{alice}", f"/v1/Rooms/{old_a.sid}/Participants/{bob}",
-                 "/v1/Rooms?Status=completed", f"/v1/Rooms?Status=completed&UniqueName={prefix}-a",
-                 f"/v1/Rooms?Status=completed&DateCreatedAfter={old_a.date_created.strftime('%Y-%m-%dT%H:%M:%SZ')}",
-                 "/v1/Rooms", f"/v1/Rooms/{live.unique_name}"]
+        paths = [
+            f"/v1/Rooms/{old_a.sid}",
+            f"/v1/Rooms/{old_b.sid}",
+            f"/v1/Rooms/{kept.sid}",
+            f"/v1/Rooms/{old_a.sid}/Participants",
+            f"/v1/Rooms/{old_a.sid}/Participants?Status=connected",
+            f"/v1/Rooms/{old_a.sid}/Participants/{alice}",
+            f"/v1/Rooms/{old_a.sid}/Participants/{bob}",
+            "/v1/Rooms?Status=completed",
+            f"/v1/Rooms?Status=completed&UniqueName={prefix}-a",
+            f"/v1/Rooms?Status=completed&DateCreatedAfter={old_a.date_created.strftime('%Y-%m-%dT%H:%M:%SZ')}",
+            "/v1/Rooms",
+            f"/v1/Rooms/{live.unique_name}",
+        ]
 
         async def snapshot(http) -> dict[str, dict]:
             out = {}
@@ -204,16 +244,30 @@ async def test_rooms_that_left_the_hot_state_are_served_from_history_after_a_res
             client = sdk(base)
             fetched = await run(client.video.v1.rooms(old_a.sid).fetch)
             assert (fetched.sid, fetched.status, fetched.unique_name, fetched.type) == (
-                old_a.sid, "completed", old_a.unique_name, "group")
+                old_a.sid,
+                "completed",
+                old_a.unique_name,
+                "group",
+            )
             assert fetched.end_time is not None and isinstance(fetched.duration, int)
             assert [r.sid for r in await run(client.video.v1.rooms.list, status="completed")] == [
-                kept.sid, old_b.sid, old_a.sid]
+                kept.sid,
+                old_b.sid,
+                old_a.sid,
+            ]
             assert [r.sid for r in await run(client.video.v1.rooms.list, status="completed", page_size=1)] == [
-                kept.sid, old_b.sid, old_a.sid]
-            assert [r.sid for r in await run(client.video.v1.rooms.list, unique_name=f"{prefix}-b",
-                                             status="completed")] == [old_b.sid]
+                kept.sid,
+                old_b.sid,
+                old_a.sid,
+            ]
+            assert [
+                r.sid for r in await run(client.video.v1.rooms.list, unique_name=f"{prefix}-b", status="completed")
+            ] == [old_b.sid]
             people = await run(client.video.v1.rooms(old_a.sid).participants.list)
-            assert sorted((p.identity, p.status) for p in people) == [("alice", "disconnected"), ("bob", "disconnected")]
+            assert sorted((p.identity, p.status) for p in people) == [
+                ("alice", "disconnected"),
+                ("bob", "disconnected"),
+            ]
             assert (await run(client.video.v1.rooms(old_a.sid).participants(bob).fetch)).duration == 18
             assert [r.sid for r in await run(client.video.v1.rooms.list)] == [live.sid]  # in progress: the hot view
 
@@ -221,12 +275,21 @@ async def test_rooms_that_left_the_hot_state_are_served_from_history_after_a_res
             async with http.get(f"{base}/openapi.json") as resp:
                 check = Checker(http, base, await resp.json())
             assert (await check("GET", f"/v1/Rooms/{old_a.sid}", "/v1/Rooms/{Sid}"))[0] == 200
-            assert (await check("GET", "/v1/Rooms", "/v1/Rooms", query=[("Status", "completed"), ("PageSize", "1")]))[0] == 200
-            assert (await check("GET", f"/v1/Rooms/{old_a.sid}/Participants", "/v1/Rooms/{RoomSid}/Participants"))[0] == 200
-            assert (await check("GET", f"/v1/Rooms/{old_a.sid}/Participants/{alice}",
-                                "/v1/Rooms/{RoomSid}/Participants/{Sid}"))[0] == 200
+            assert (await check("GET", "/v1/Rooms", "/v1/Rooms", query=[("Status", "completed"), ("PageSize", "1")]))[
+                0
+            ] == 200
+            assert (await check("GET", f"/v1/Rooms/{old_a.sid}/Participants", "/v1/Rooms/{RoomSid}/Participants"))[
+                0
+            ] == 200
+            assert (
+                await check(
+                    "GET", f"/v1/Rooms/{old_a.sid}/Participants/{alice}", "/v1/Rooms/{RoomSid}/Participants/{Sid}"
+                )
+            )[0] == 200
             # A completed room in history cannot be completed again; a room nowhere is a plain 404.
-            status, body = await check("POST", f"/v1/Rooms/{old_a.sid}", "/v1/Rooms/{Sid}", form={"Status": "completed"})
+            status, body = await check(
+                "POST", f"/v1/Rooms/{old_a.sid}", "/v1/Rooms/{Sid}", form={"Status": "completed"}
+            )
             assert (status, body["code"]) == (400, 53118)
             status, body = await check("GET", "/v1/Rooms/RM" + "0" * 32, "/v1/Rooms/{Sid}")
             assert status == 404 and "history" not in body["message"]
@@ -267,7 +330,79 @@ async def wait_until_archived(url: str, expected: dict[str, dict], timeout: floa
         await asyncio.sleep(0.1)
 
 
+# ---------------------------------------------------------------- retired: the stream and the API
+
+
+async def test_a_retired_room_leaves_the_stream_and_is_served_from_history(settings, database_url):
+    """A room retired from the hot state (a tombstone on the state topic, as retention writes it):
+    the view drops it, the SSE stream says `room-retired`, and the API serves it from the history
+    store with the same JSON, in fetches and lists."""
+    port = free_port()
+    cfg = settings.with_overrides(database_url=database_url, port=port)
+    base = f"http://127.0.0.1:{port}"
+    url = base + cfg.callback_path
+    name = "retired-" + uuid.uuid4().hex[:8]
+    sid = "RM" + uuid.uuid4().hex
+    t0 = int(datetime.now(timezone.utc).timestamp()) * 1000 - 3600_000
+
+    async def callback(http, event: str, at_ms: int, status: str) -> None:
+        params, headers = signed_callback(
+            cfg,
+            url,
+            {
+                "AccountSid": ACCOUNT_SID,
+                "RoomSid": sid,
+                "RoomName": name,
+                "RoomType": "group",
+                "RoomStatus": status,
+                "StatusCallbackEvent": event,
+                "Timestamp": format_ms(at_ms),
+            },
+        )
+        async with http.post(url, data=params, headers=headers) as resp:
+            assert resp.status == 204, await resp.text()
+
+    async with running_system(cfg, archive=True) as (ingress, _):
+        hot = ingress.follower.index.docs
+        async with aiohttp.ClientSession() as http:
+            await callback(http, "room-created", t0, "in-progress")
+            await callback(http, "room-ended", t0 + 60_000, "completed")
+            await wait_until(lambda: sid in hot and hot[sid]["status"] == "completed")
+            reads = (f"/v1/Rooms/{sid}", f"/v1/Rooms/{name}", f"/v1/Rooms?Status=completed&UniqueName={name}")
+            before = {}
+            for path in reads:
+                async with http.get(base + path, headers=basic_auth()) as resp:
+                    before[path] = (resp.status, await resp.json())
+            assert before[f"/v1/Rooms/{name}"][0] == 404  # a name resolves only while in progress
+            await wait_until_archived(database_url, {sid: public(hot[sid])})
+
+            async with http.get(f"{base}/v1/Streams/Rooms", headers=basic_auth()) as stream:
+                assert stream.status == 200
+                await tombstone(cfg, sid)
+                retired = await asyncio.wait_for(next_event(stream, "room-retired"), 20)
+            assert retired == {"sid": sid} and sid not in hot
+
+            for path in reads:
+                async with http.get(base + path, headers=basic_auth()) as resp:
+                    assert (resp.status, await resp.json()) == before[path], path
+
+
+async def next_event(stream, name: str) -> dict:
+    """The data of the next Server-Sent Event called `name` on an open stream response."""
+    event = None
+    async for raw in stream.content:
+        line = raw.decode().rstrip("\n")
+        if line.startswith("event:"):
+            event = line.partition(":")[2].strip()
+        elif line.startswith("data:") and event == name:
+            return json.loads(line.partition(":")[2])
+        elif not line:
+            event = None
+    raise AssertionError(f"the stream ended before a {name!r} event")
+
+
 # ---------------------------------------------------------------- PostgreSQL killed mid-stream
+
 
 async def test_postgres_killed_mid_stream_loses_no_room(settings, database_url, embedded_postgres):
     cfg = settings.with_overrides(database_url=database_url)
@@ -348,10 +483,13 @@ async def archived(kafka_bootstrap, postgres_server):
 
         async def caught_up():
             held = await archived_docs(url)
-            return all(sid in held and held[sid]["date_updated"] == doc["date_updated"]
-                       and held[sid]["status"] == doc["status"]
-                       and len(held[sid]["participants"]) == len(doc["participants"])
-                       for sid, doc in finals.items())
+            return all(
+                sid in held
+                and held[sid]["date_updated"] == doc["date_updated"]
+                and held[sid]["status"] == doc["status"]
+                and len(held[sid]["participants"]) == len(doc["participants"])
+                for sid, doc in finals.items()
+            )
 
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 60
@@ -402,8 +540,10 @@ async def test_the_example_queries_of_the_docs_on_real_data(archived):
     per_day, durations, peaks = doc_queries()
 
     # Rooms per day and status.
-    want = Counter((utc(d["date_created_ms"]).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None),
-                    d["status"]) for d in finals.values())
+    want = Counter(
+        (utc(d["date_created_ms"]).replace(hour=0, minute=0, second=0, microsecond=0, tzinfo=None), d["status"])
+        for d in finals.values()
+    )
     got = {(r["day"], r["status"]): r["rooms"] for r in await db_rows(url, per_day)}
     assert got == dict(want) and len({day for day, _ in got}) == 3 and ("in-progress" in {s for _, s in got})
 
@@ -415,8 +555,11 @@ async def test_the_example_queries_of_the_docs_on_real_data(archived):
     assert row["p95_seconds"] == pytest.approx(percentile_cont(done, 0.95))
 
     # Peak concurrent participants per hour: checked by counting, at every join or leave, who is connected.
-    sessions = [(parse_timestamp_ms(p["start_time"]), parse_timestamp_ms(p["end_time"]) if p["end_time"] else None)
-                for d in finals.values() for p in d["participants"]]
+    sessions = [
+        (parse_timestamp_ms(p["start_time"]), parse_timestamp_ms(p["end_time"]) if p["end_time"] else None)
+        for d in finals.values()
+        for p in d["participants"]
+    ]
     expected: dict[datetime, int] = defaultdict(int)
     for instant in {t for s in sessions for t in s if t is not None}:
         connected = sum(1 for start, end in sessions if start <= instant and (end is None or instant < end))
@@ -435,14 +578,17 @@ async def test_the_grafana_panel_query(archived):
     assert len(panels) == 1 and panels[0]["title"] == "Rooms per hour"
     sql = panels[0]["targets"][0]["rawSql"]
     # Grafana's time-range macro, as Grafana expands it for "the last ten years and the next ten".
-    sql = sql.replace("$__timeFilter(date_created)",
-                      "date_created BETWEEN now() - interval '10 years' AND now() + interval '10 years'")
+    sql = sql.replace(
+        "$__timeFilter(date_created)",
+        "date_created BETWEEN now() - interval '10 years' AND now() + interval '10 years'",
+    )
     got = {r["time"]: r["rooms"] for r in await db_rows(url, sql)}
     want = Counter(utc(d["date_created_ms"]).replace(minute=0, second=0, microsecond=0) for d in finals.values())
     assert got == dict(want)
 
 
 # ---------------------------------------------------------------- the archive skips what is not a room
+
 
 async def test_archive_skips_tombstones_checkpoints_and_garbage(settings, database_url):
     cfg = settings.with_overrides(database_url=database_url)
@@ -463,7 +609,10 @@ async def test_archive_skips_tombstones_checkpoints_and_garbage(settings, databa
     await service.start()
     try:
         await wait_until_archived(database_url, {sid: docs[0]})
-        skipped = lambda reason: metrics.archive_skipped.labels(reason)._value.get()  # noqa: SLF001
+
+        def skipped(reason):
+            return metrics.archive_skipped.labels(reason)._value.get()  # noqa: SLF001
+
         await wait_until(lambda: skipped("tombstone") == 1 and skipped("checkpoint") == 1 and skipped("invalid") == 2)
         # Offsets are committed after the write: a new member of the group starts after these records.
         consumer = service.archive.consumer
@@ -476,13 +625,15 @@ async def test_archive_skips_tombstones_checkpoints_and_garbage(settings, databa
 
 # ---------------------------------------------------------------- the roles as processes
 
+
 async def test_without_a_history_store_the_404_and_the_start_log_say_so(settings):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     env = service_env(settings, ROOMEVENTS_PORT=str(port), ROOMEVENTS_LOG_LEVEL="INFO", ROOMEVENTS_LOG_FORMAT="json")
     env.pop("ROOMEVENTS_DATABASE_URL", None)
-    proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "service.cli", "ingress", env=env,
-                                                stderr=asyncio.subprocess.PIPE)
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service.cli", "ingress", env=env, stderr=asyncio.subprocess.PIPE
+    )
     try:
         async with aiohttp.ClientSession() as http:
             await wait_ready(http, base)
@@ -501,8 +652,15 @@ async def test_without_a_history_store_the_404_and_the_start_log_say_so(settings
 
 async def test_archive_role_as_a_process(settings, database_url):
     port = free_port()
-    env = service_env(settings, ROOMEVENTS_DATABASE_URL=database_url, ROOMEVENTS_METRICS_PORT=str(port),
-                      ROOMEVENTS_ARCHIVE_GROUP=f"archive-{uuid.uuid4().hex[:6]}")
+    env = service_env(
+        settings,
+        ROOMEVENTS_DATABASE_URL=database_url,
+        ROOMEVENTS_METRICS_PORT=str(port),
+        ROOMEVENTS_ARCHIVE_GROUP=f"archive-{uuid.uuid4().hex[:6]}",
+    )
+    # The archive reads no Twilio credentials (settings role "archive").
+    for name in ("TWILIO_ACCOUNT_SID", "TWILIO_AUTH_TOKEN", "TWILIO_AUTH_TOKEN_SECONDARY"):
+        env.pop(name, None)
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "service.cli", "archive", env=env)
     try:
         async with aiohttp.ClientSession() as http:

@@ -1,6 +1,7 @@
 """The history store on a real PostgreSQL: migrations, the guarded upsert (a room never moves
 backwards), rows for analysts, reads in the API's order; and the merged hot+history list paging
 exactly like one list held in memory."""
+
 from __future__ import annotations
 
 import asyncio
@@ -16,9 +17,10 @@ from service.history.store import BadDocument, HistoryStore, HistoryUnavailable,
 from service.rooms.merge import MergedList
 from service.rooms.query import room_key
 from service.rooms.resource import encode_token, window
-from service.state.fold import fold, render
 from service.settings import SettingsError, load
-from tests.conftest import create_database
+from service.state.fold import fold
+from service.state.render import render
+from tests.helpers import create_database
 from tests.streams import room_history
 
 
@@ -44,6 +46,7 @@ async def fetch_all(store: HistoryStore, sql: str, *args) -> list[dict]:
 
 
 # ---------------------------------------------------------------- migrations
+
 
 async def test_migrations_apply_once_and_refuse_edited_files(database_url, monkeypatch):
     store = HistoryStore(database_url)
@@ -76,15 +79,24 @@ async def test_migrations_apply_once_and_refuse_edited_files(database_url, monke
 def test_roomevents_migrate_command(database_url):
     env = os.environ | {"ROOMEVENTS_DATABASE_URL": database_url, "ROOMEVENTS_LOG_LEVEL": "WARNING"}
     env.pop("KAFKA_BOOTSTRAP_SERVERS", None)  # migrate needs no Kafka
-    run = lambda: subprocess.run([sys.executable, "-m", "service.cli", "migrate"], env=env, capture_output=True,
-                                 text=True, timeout=60)
+
+    def run():
+        return subprocess.run(
+            [sys.executable, "-m", "service.cli", "migrate"], env=env, capture_output=True, text=True, timeout=60
+        )
+
     first = run()
     assert first.returncode == 0, first.stderr
     assert "applied 0001_rooms_and_participants.sql" in first.stdout
     again = run()
     assert again.returncode == 0 and "nothing to apply" in again.stdout
-    missing = subprocess.run([sys.executable, "-m", "service.cli", "migrate"], capture_output=True, text=True,
-                             env={k: v for k, v in env.items() if k != "ROOMEVENTS_DATABASE_URL"}, timeout=60)
+    missing = subprocess.run(
+        [sys.executable, "-m", "service.cli", "migrate"],
+        capture_output=True,
+        text=True,
+        env={k: v for k, v in env.items() if k != "ROOMEVENTS_DATABASE_URL"},
+        timeout=60,
+    )
     assert missing.returncode == 2 and "ROOMEVENTS_DATABASE_URL is required" in missing.stderr
 
 
@@ -92,19 +104,46 @@ def test_database_url_setting():
     base = {"TWILIO_ACCOUNT_SID": "AC" + "a1" * 16, "TWILIO_AUTH_TOKEN": "t", "KAFKA_BOOTSTRAP_SERVERS": "k:9092"}
     assert load(base).database_url == ""
     url = "postgresql://app:s3cret@db.example.com:5432/rooms"
-    cfg = load(base | {"ROOMEVENTS_DATABASE_URL": url, "ROOMEVENTS_ARCHIVE_GROUP": "arch"})
+    cfg = load(base | {"ROOMEVENTS_DATABASE_URL": url, "ROOMEVENTS_ARCHIVE_GROUP": "arch"}, role="archive")
     assert (cfg.database_url, cfg.archive_group) == (url, "arch")
     assert "s3cret" not in repr(cfg) and redact(url) == "postgresql://app:***@db.example.com:5432/rooms"
     assert load(base | {"ROOMEVENTS_DATABASE_URL": "postgres://h/db"}).database_url == "postgres://h/db"
-    for bad in ("mysql://h/db", "db.example.com:5432", "postgresql:///nohost"):
-        with pytest.raises(SettingsError, match="ROOMEVENTS_DATABASE_URL") as info:
-            load(base | {"ROOMEVENTS_DATABASE_URL": bad})
-        assert "s3cret" not in str(info.value)
-    with pytest.raises(SettingsError, match="ROOMEVENTS_DATABASE_URL is required"):
-        load(base, database=True)
+    for role in ("ingress", "archive", "migrate", "dev"):
+        for bad in ("mysql://h/db", "db.example.com:5432", "postgresql:///nohost"):
+            with pytest.raises(SettingsError, match="ROOMEVENTS_DATABASE_URL") as info:
+                load(base | {"ROOMEVENTS_DATABASE_URL": bad}, role=role)
+            assert "s3cret" not in str(info.value)
+    for role in ("archive", "migrate"):
+        with pytest.raises(SettingsError, match="ROOMEVENTS_DATABASE_URL is required"):
+            load(base, role=role)
+
+
+def test_each_history_role_reads_only_what_it_needs():
+    url = "postgresql://app:s3cret@db.example.com:5432/rooms"
+    # The archive: Kafka and the database, no Twilio credentials (neither required nor validated).
+    cfg = load(
+        {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "ROOMEVENTS_DATABASE_URL": url, "TWILIO_ACCOUNT_SID": "x"}, role="archive"
+    )
+    assert cfg.database_url == url and cfg.auth_tokens == ()
+    with pytest.raises(SettingsError, match="KAFKA_BOOTSTRAP_SERVERS"):
+        load({"ROOMEVENTS_DATABASE_URL": url}, role="archive")
+    # migrate: the database alone.
+    assert load({"ROOMEVENTS_DATABASE_URL": url, "ROOMEVENTS_METRICS_PORT": "x"}, role="migrate").database_url == url
+    # The materializer never reads the database URL (a bad one is no error there).
+    assert (
+        load(
+            {"KAFKA_BOOTSTRAP_SERVERS": "k:9092", "ROOMEVENTS_DATABASE_URL": "mysql://h/db"}, role="materializer"
+        ).database_url
+        == ""
+    )
+    # dev: its private PostgreSQL's folder, apart from the broker's.
+    dev = load({"ROOMEVENTS_DEV_POSTGRES_DATA": "/tmp/pg"}, role="dev")
+    assert (dev.dev_postgres_data, dev.dev_data, dev.database_url) == ("/tmp/pg", ".dev-data", "")
+    assert load({}, role="dev").dev_postgres_data == ".data/postgres"
 
 
 # ---------------------------------------------------------------- the guarded upsert
+
 
 async def test_an_older_document_never_overwrites_a_newer_one(store):
     docs = documents(1)
@@ -144,26 +183,52 @@ async def test_rows_an_analyst_can_use(store):
     final = docs[-1]
     row = (await fetch_all(store, "SELECT * FROM rooms WHERE sid = $1", final["sid"]))[0]
     assert row["doc"] == final
-    assert (row["status"], row["unique_name"], row["type"], row["provider"], row["duration"], row["end_reason"],
-            row["peak_participants"], row["participant_sessions"], row["created_via"]) == (
-        "completed", final["unique_name"], "group", "twilio", final["duration"], "callback",
-        final["peak_concurrent_participants"], 4, "callback")
+    assert (
+        row["status"],
+        row["unique_name"],
+        row["type"],
+        row["provider"],
+        row["duration"],
+        row["end_reason"],
+        row["peak_participants"],
+        row["participant_sessions"],
+        row["created_via"],
+    ) == (
+        "completed",
+        final["unique_name"],
+        "group",
+        "twilio",
+        final["duration"],
+        "callback",
+        final["peak_concurrent_participants"],
+        4,
+        "callback",
+    )
     assert int(row["date_created"].timestamp() * 1000) == final["date_created_ms"]
     assert int(row["end_time"].timestamp() * 1000) == final["end_time_ms"]
     people = await fetch_all(store, "SELECT * FROM participants WHERE room_sid = $1 ORDER BY sid", final["sid"])
     assert [(p["sid"], p["identity"], p["status"], p["duration"]) for p in people] == [
-        (p["sid"], p["identity"], p["status"], p["duration"]) for p in final["participants"]]
+        (p["sid"], p["identity"], p["status"], p["duration"]) for p in final["participants"]
+    ]
     assert all(p["end_time"] >= p["start_time"] for p in people)
 
 
 async def test_values_postgresql_would_refuse_do_not_block_the_batch(store):
     good = documents(5)[-1]
-    odd = dict(documents(6)[-1], duration=10 ** 12, max_participants="many", video_codecs=["VP8", 3],
-               unique_name="nul\x00name", participants=[{"sid": "PA1", "identity": "a\x00b",
-                                                         "start_time": "not a date", "status": None}])
+    odd = dict(
+        documents(6)[-1],
+        duration=10**12,
+        max_participants="many",
+        video_codecs=["VP8", 3],
+        unique_name="nul\x00name",
+        participants=[{"sid": "PA1", "identity": "a\x00b", "start_time": "not a date", "status": None}],
+    )
     assert await store.upsert([good, rows.strip_nul(odd)]) == 2
-    row = (await fetch_all(store, "SELECT duration, max_participants, video_codecs, unique_name FROM rooms "
-                                  "WHERE sid = $1", odd["sid"]))[0]
+    row = (
+        await fetch_all(
+            store, "SELECT duration, max_participants, video_codecs, unique_name FROM rooms WHERE sid = $1", odd["sid"]
+        )
+    )[0]
     assert row == {"duration": None, "max_participants": None, "video_codecs": ["VP8"], "unique_name": "nul\ufffdname"}
     with pytest.raises(rows.NotARoomDocument):
         await store.upsert([{"no": "sid"}])
@@ -184,6 +249,7 @@ async def test_unreachable_database_is_unavailable_not_a_crash():
 
 # ---------------------------------------------------------------- reads in the API's order
 
+
 async def test_reads_in_the_api_order_with_keyset_bounds(store):
     finals = [documents(i)[-1] for i in range(10, 18)]
     # Two rooms created in the same millisecond: the SID breaks the tie (in byte order).
@@ -193,8 +259,19 @@ async def test_reads_in_the_api_order_with_keyset_bounds(store):
     expected = sorted(finals, key=room_key)
 
     async def page(**kw):
-        args = dict(status="completed", unique_name=None, created_from_ms=None, created_until_ms=None, bound=None,
-                    inclusive=False, descending=False, limit=100) | kw
+        args = (
+            dict(
+                status="completed",
+                unique_name=None,
+                created_from_ms=None,
+                created_until_ms=None,
+                bound=None,
+                inclusive=False,
+                descending=False,
+                limit=100,
+            )
+            | kw
+        )
         return [d["sid"] for d in await store.rooms(**args)]
 
     assert await page() == [d["sid"] for d in expected]
@@ -217,6 +294,7 @@ async def test_reads_in_the_api_order_with_keyset_bounds(store):
 
 
 # ---------------------------------------------------------------- merged lists page like one list
+
 
 def fake_room(i: int, created: int, status: str = "completed") -> dict:
     return {"sid": f"RM{i:032x}", "date_created_ms": created, "status": status}
@@ -244,11 +322,17 @@ async def test_merged_list_pages_exactly_like_the_union(seed):
     async def fetch(bound, inclusive, descending, limit):
         calls.append(limit)
         if descending:
-            items = [d for d in reversed(ordered_history)
-                     if bound is None or (room_key(d) <= bound if inclusive else room_key(d) < bound)]
+            items = [
+                d
+                for d in reversed(ordered_history)
+                if bound is None or (room_key(d) <= bound if inclusive else room_key(d) < bound)
+            ]
         else:
-            items = [d for d in ordered_history
-                     if bound is None or (room_key(d) >= bound if inclusive else room_key(d) > bound)]
+            items = [
+                d
+                for d in ordered_history
+                if bound is None or (room_key(d) >= bound if inclusive else room_key(d) > bound)
+            ]
         return items[:limit]
 
     merged = MergedList(matching_hot, {d["sid"] for d in hot}, fetch, room_key, overfetch=rng.choice([0, 1, 3]))
@@ -257,13 +341,19 @@ async def test_merged_list_pages_exactly_like_the_union(seed):
             want = window(union, room_key, page_size, offset=offset)
             got = await merged.window(page_size, offset=offset)
             assert ([d["sid"] for d in got.items], got.has_before, got.has_after) == (
-                [d["sid"] for d in want.items], want.has_before, want.has_after)
+                [d["sid"] for d in want.items],
+                want.has_before,
+                want.has_after,
+            )
         for anchor in rng.sample(union, min(4, len(union))) + [fake_room(999, 2500)]:
             for direction in ("A", "B"):
                 token = (direction, room_key(anchor))
                 want = window(union, room_key, page_size, token=token)
                 got = await merged.window(page_size, token=token)
                 assert ([d["sid"] for d in got.items], got.has_before, got.has_after) == (
-                    [d["sid"] for d in want.items], want.has_before, want.has_after), (page_size, token)
+                    [d["sid"] for d in want.items],
+                    want.has_before,
+                    want.has_after,
+                ), (page_size, token)
                 assert encode_token(direction, token[1])  # the same key shape as the in-memory tokens
     assert all(limit <= 1000 for limit in calls)

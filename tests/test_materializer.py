@@ -1,5 +1,6 @@
 """The materializer against a real broker: crash recovery, group membership changes, poison records,
 timers. Final states must equal one clean fold over the same events."""
+
 from __future__ import annotations
 
 import asyncio
@@ -10,13 +11,13 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
-from service.metrics import Metrics
 from service.kafka.state_follower import StateFollower
+from service.metrics import Metrics
 from service.runtime import MaterializerService
 from service.state.book import RoomBook
-from service.state.fold import render
+from service.state.render import render
 from tests import streams
-from tests.conftest import service_env, wait_until
+from tests.helpers import read_topic, service_env, wait_until
 
 
 def clean_run(events: list[dict]) -> dict[str, dict]:
@@ -39,8 +40,10 @@ async def follow(settings) -> StateFollower:
 async def wait_for_states(follower: StateFollower, expected: dict[str, dict], timeout: float = 60) -> None:
     def matches():
         docs = follower.index.docs
-        return len(docs) == len(expected) and all(public(docs[sid]) == doc for sid, doc in expected.items()
-                                                  if sid in docs)
+        return len(docs) == len(expected) and all(
+            public(docs[sid]) == doc for sid, doc in expected.items() if sid in docs
+        )
+
     try:
         await wait_until(matches, timeout=timeout, interval=0.1)
     except AssertionError:
@@ -50,7 +53,9 @@ async def wait_for_states(follower: StateFollower, expected: dict[str, dict], ti
         if wrong and wrong[0] in docs:
             got, want = public(docs[wrong[0]]), expected[wrong[0]]
             diff = {k: (got.get(k), want.get(k)) for k in set(got) | set(want) if got.get(k) != want.get(k)}
-        raise AssertionError(f"{len(docs)}/{len(expected)} rooms; {len(wrong)} differ, e.g. {wrong[:3]}: {diff}") from None
+        raise AssertionError(
+            f"{len(docs)}/{len(expected)} rooms; {len(wrong)} differ, e.g. {wrong[:3]}: {diff}"
+        ) from None
 
 
 async def test_sigkill_mid_stream_then_restart_equals_clean_run(settings):
@@ -93,13 +98,16 @@ async def test_instances_join_and_leave_during_a_stream(settings):
         chunks = list(streams.iter_chunks(events, len(events) // 3 + 1))
         await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, chunks[0])
         await b.start()  # joins: partitions are split between a and b
-        await wait_until(lambda: a.materializer.books and b.materializer.books
-                         and a.materializer.ready and b.materializer.ready, timeout=40)
+        await wait_until(
+            lambda: a.materializer.books and b.materializer.books and a.materializer.ready and b.materializer.ready,
+            timeout=40,
+        )
         await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, chunks[1])
         await a.stop()  # leaves: b takes every partition and rebuilds them
         await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, chunks[2])
-        await wait_until(lambda: len(b.materializer.books) == settings.topic_partitions and b.materializer.ready,
-                         timeout=40)
+        await wait_until(
+            lambda: len(b.materializer.books) == settings.topic_partitions and b.materializer.ready, timeout=40
+        )
         await wait_for_states(follower, expected)
     finally:
         await b.stop()
@@ -114,8 +122,9 @@ async def test_poison_records_are_dead_lettered_and_the_stream_goes_on(settings)
     await producer.start()
     try:
         await producer.send_and_wait(settings.events_topic, b"\xff not json", key=b"room-0")
-        await producer.send_and_wait(settings.events_topic, orjson.dumps({"schema_version": 99, "event_id": "x"}),
-                                     key=b"room-1")
+        await producer.send_and_wait(
+            settings.events_topic, orjson.dumps({"schema_version": 99, "event_id": "x"}), key=b"room-1"
+        )
         # Valid at the top, but a participant without a SID: the fold cannot take it.
         unfoldable = dict(events[0], event_id="f" * 32, type="participant-connected", participant={"identity": "x"})
         await producer.send_and_wait(settings.events_topic, orjson.dumps(unfoldable), key=b"room-2")
@@ -127,15 +136,18 @@ async def test_poison_records_are_dead_lettered_and_the_stream_goes_on(settings)
     await service.start()
     try:
         await wait_for_states(follower, expected)
-        consumer = AIOKafkaConsumer(settings.dead_letter_topic, bootstrap_servers=settings.kafka_bootstrap_servers,
-                                    auto_offset_reset="earliest")
+        consumer = AIOKafkaConsumer(
+            settings.dead_letter_topic, bootstrap_servers=settings.kafka_bootstrap_servers, auto_offset_reset="earliest"
+        )
         await consumer.start()
         letters = []
         try:
+
             async def collect():
                 for messages in (await consumer.getmany(timeout_ms=200)).values():
                     letters.extend(orjson.loads(m.value) for m in messages)
                 return len(letters) >= 3
+
             for _ in range(100):
                 if await collect():
                     break
@@ -155,7 +167,7 @@ async def test_a_failed_rebuild_is_retried_before_anything_is_folded(settings, m
     be folded onto the missing state; the loop rebuilds, seeks back, and the result equals a clean run."""
     from aiokafka.errors import KafkaConnectionError
 
-    from service.materializer import Materializer
+    from service.materializer.recovery import Recovery
 
     settings = settings.with_overrides(timers_enabled=False)
     events = streams.interleaved(20, seed=4)
@@ -169,7 +181,7 @@ async def test_a_failed_rebuild_is_retried_before_anything_is_folded(settings, m
     finally:
         await first.stop()
 
-    original, calls = Materializer.rebuild, []
+    original, calls = Recovery.rebuild, []
 
     async def flaky(self, assigned):
         calls.append(sorted(tp.partition for tp in assigned))
@@ -177,7 +189,7 @@ async def test_a_failed_rebuild_is_retried_before_anything_is_folded(settings, m
             raise KafkaConnectionError("broker unreachable during rebuild (injected)")
         return await original(self, assigned)
 
-    monkeypatch.setattr(Materializer, "rebuild", flaky)
+    monkeypatch.setattr(Recovery, "rebuild", flaky)
     await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, events[half:])
     second = MaterializerService(settings, Metrics(), serve_health=False)
     await second.start()
@@ -186,4 +198,37 @@ async def test_a_failed_rebuild_is_retried_before_anything_is_folded(settings, m
         assert len(calls) >= 2  # the failed rebuild was retried
     finally:
         await second.stop()
+        await follower.stop()
+
+
+async def test_a_bug_in_the_fold_does_not_dead_letter_valid_records(settings, monkeypatch):
+    """Only records.RecordError is poison. A fold that raises anything else (here ZeroDivisionError, once)
+    is a bug: the batch is redone from the committed offsets, nothing is dead-lettered or skipped."""
+    from service.state import book as book_module
+
+    settings = settings.with_overrides(timers_enabled=False)
+    events = streams.interleaved(6, seed=5)
+    expected = clean_run(events)  # before the fold is broken
+    victim = events[len(events) // 2]["event_id"]
+    original, raised = book_module.fold, []
+
+    def buggy(state, event):
+        if event["event_id"] == victim and not raised:
+            raised.append(victim)
+            raise ZeroDivisionError("injected bug in the fold")
+        return original(state, event)
+
+    monkeypatch.setattr(book_module, "fold", buggy)
+    follower = await follow(settings)
+    service = MaterializerService(settings, Metrics(), serve_health=False)
+    await service.start()
+    try:
+        await wait_until(lambda: service.materializer.ready, timeout=30)
+        await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, events)
+        await wait_for_states(follower, expected)
+        assert raised == [victim]
+        assert service.metrics.registry.get_sample_value("roomevents_dead_letters_total", {"reason": "poison"}) is None
+        assert await read_topic(settings.kafka_bootstrap_servers, settings.dead_letter_topic) == []
+    finally:
+        await service.stop()
         await follower.stop()

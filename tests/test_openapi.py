@@ -2,12 +2,13 @@
 every well-formed request) conforms to it: each documented operation and status code is exercised
 against the running service and checked with openapi-core.
 """
+
 from __future__ import annotations
 
 import json
 import uuid
 from importlib import resources
-from urllib.parse import urlencode, urlsplit, parse_qsl
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import aiohttp
 import orjson
@@ -19,7 +20,7 @@ from openapi_spec_validator import validate as validate_spec
 from service.callbacks.signature import compute_signature
 from service.events.record import format_ms
 from service.kafka.topics import ensure_topics
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, basic_auth, make_settings, running_system, wait_until
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, basic_auth, make_settings, running_system, wait_until
 
 FORM = "application/x-www-form-urlencoded"
 # Statuses a healthy system does not produce on demand.
@@ -34,8 +35,19 @@ class Checker:
         self.spec = OpenAPI.from_dict(doc)
         self.seen: set[tuple[str, str, str]] = set()
 
-    async def __call__(self, method: str, path: str, template: str, *, query=None, form=None, body=None,
-                       content_type: str | None = None, auth: bool = True, valid_request: bool = True):
+    async def __call__(
+        self,
+        method: str,
+        path: str,
+        template: str,
+        *,
+        query=None,
+        form=None,
+        body=None,
+        content_type: str | None = None,
+        auth: bool = True,
+        valid_request: bool = True,
+    ):
         headers = dict(basic_auth()) if auth else {}
         data = None
         if form is not None:
@@ -49,8 +61,15 @@ class Checker:
         async with self.http.request(method, url, data=data, headers=headers) as resp:
             raw = await resp.read()
             status, response_type = resp.status, resp.content_type
-        request = MockRequest(self.base, method, path, args=list(query or []), headers=headers, data=data,
-                              content_type=content_type or "application/json")
+        request = MockRequest(
+            self.base,
+            method,
+            path,
+            args=list(query or []),
+            headers=headers,
+            data=data,
+            content_type=content_type or "application/json",
+        )
         response = MockResponse(raw, status_code=status, content_type=response_type)
         self.spec.validate_response(request, response)  # raises with the schema errors
         if valid_request:
@@ -74,8 +93,12 @@ def test_the_packaged_document_is_valid_openapi():
     doc = json.loads(resources.files("service").joinpath("openapi", "roomevents.json").read_text("utf-8"))
     validate_spec(doc)
     assert doc["openapi"].startswith("3.")
-    assert {"/v1/Rooms", "/v1/Rooms/{Sid}", "/v1/Rooms/{RoomSid}/Participants",
-            "/v1/Rooms/{RoomSid}/Participants/{Sid}"} <= set(doc["paths"])
+    assert {
+        "/v1/Rooms",
+        "/v1/Rooms/{Sid}",
+        "/v1/Rooms/{RoomSid}/Participants",
+        "/v1/Rooms/{RoomSid}/Participants/{Sid}",
+    } <= set(doc["paths"])
 
 
 async def test_served_document_points_at_this_instance(checked):
@@ -84,7 +107,8 @@ async def test_served_document_points_at_this_instance(checked):
     validate_spec(check.doc)
     packaged = json.loads(resources.files("service").joinpath("openapi", "roomevents.json").read_text("utf-8"))
     assert {k: v for k, v in check.doc.items() if k != "servers"} == {
-        k: v for k, v in packaged.items() if k != "servers"}
+        k: v for k, v in packaged.items() if k != "servers"
+    }
 
 
 async def test_every_response_conforms(checked):
@@ -93,15 +117,33 @@ async def test_every_response_conforms(checked):
     rooms, room_t = "/v1/Rooms", "/v1/Rooms/{Sid}"
 
     # Create: form (every parameter), JSON, empty; 400, 401, 413, 415.
-    status, room = await check("POST", rooms, rooms, form=[
-        ("Type", "group"), ("UniqueName", name), ("StatusCallback", "https://example.com/cb"),
-        ("StatusCallbackMethod", "POST"), ("MaxParticipants", "10"), ("MaxParticipantDuration", "600"),
-        ("EmptyRoomTimeout", "3"), ("UnusedRoomTimeout", "4"), ("AudioOnly", "false"), ("EnableTurn", "true"),
-        ("LargeRoom", "false"), ("RecordParticipantsOnConnect", "true"), ("VideoCodecs", "VP8"),
-        ("VideoCodecs", "H264"), ("MediaRegion", "us2"), ("RecordingRules", '[{"type":"exclude","all":true}]')])
+    status, room = await check(
+        "POST",
+        rooms,
+        rooms,
+        form=[
+            ("Type", "group"),
+            ("UniqueName", name),
+            ("StatusCallback", "https://example.com/cb"),
+            ("StatusCallbackMethod", "POST"),
+            ("MaxParticipants", "10"),
+            ("MaxParticipantDuration", "600"),
+            ("EmptyRoomTimeout", "3"),
+            ("UnusedRoomTimeout", "4"),
+            ("AudioOnly", "false"),
+            ("EnableTurn", "true"),
+            ("LargeRoom", "false"),
+            ("RecordParticipantsOnConnect", "true"),
+            ("VideoCodecs", "VP8"),
+            ("VideoCodecs", "H264"),
+            ("MediaRegion", "us2"),
+            ("RecordingRules", '[{"type":"exclude","all":true}]'),
+        ],
+    )
     assert status == 201
-    status, other = await check("POST", rooms, rooms, body={"Type": "peer-to-peer", "MaxParticipants": 3,
-                                                            "LargeRoom": False})
+    status, other = await check(
+        "POST", rooms, rooms, body={"Type": "peer-to-peer", "MaxParticipants": 3, "LargeRoom": False}
+    )
     assert status == 201 and other["media_region"] is None
     status, _ = await check("POST", rooms, rooms)
     assert status == 201
@@ -109,8 +151,9 @@ async def test_every_response_conforms(checked):
     assert (await check("POST", rooms, rooms, form={"Type": "huge"}, valid_request=False))[0] == 400
     assert (await check("POST", rooms, rooms, form={"Type": "go"}, auth=False, valid_request=False))[0] == 401
     assert (await check("POST", rooms, rooms, form={"UniqueName": "x" * 70_000}, valid_request=False))[0] == 413
-    assert (await check("POST", rooms, rooms, body=b"Type=go", content_type="text/plain",
-                        valid_request=False))[0] == 415
+    assert (await check("POST", rooms, rooms, body=b"Type=go", content_type="text/plain", valid_request=False))[
+        0
+    ] == 415
 
     # Fetch: by SID and name; 404; 401.
     for key in (room["sid"], name):
@@ -122,23 +165,74 @@ async def test_every_response_conforms(checked):
     psid = "PA" + uuid.uuid4().hex
     url = f"{ingress.url}{cfg.callback_path}"
     async with aiohttp.ClientSession() as http:
-        params = {"AccountSid": ACCOUNT_SID, "RoomSid": room["sid"], "RoomName": name, "RoomStatus": "in-progress",
-                  "RoomType": "group", "StatusCallbackEvent": "participant-connected", "ParticipantSid": psid,
-                  "ParticipantIdentity": "ada", "ParticipantStatus": "connected",
-                  "Timestamp": format_ms(int(room_created_ms(room))), "SequenceNumber": "1"}
+        params = {
+            "AccountSid": ACCOUNT_SID,
+            "RoomSid": room["sid"],
+            "RoomName": name,
+            "RoomStatus": "in-progress",
+            "RoomType": "group",
+            "StatusCallbackEvent": "participant-connected",
+            "ParticipantSid": psid,
+            "ParticipantIdentity": "ada",
+            "ParticipantStatus": "connected",
+            "Timestamp": format_ms(int(room_created_ms(room))),
+            "SequenceNumber": "1",
+        }
         signature = compute_signature(url, {k: [v] for k, v in params.items()}, AUTH_TOKEN)
         async with http.post(url, data=params, headers={"X-Twilio-Signature": signature}) as resp:
             assert resp.status == 204
         # A room Twilio created on its own (ad hoc): known from callbacks alone, configuration unknown.
         adhoc = "RM" + uuid.uuid4().hex
-        params = {"AccountSid": ACCOUNT_SID, "RoomSid": adhoc, "RoomName": f"adhoc-{adhoc[-6:]}",
-                  "RoomStatus": "in-progress", "StatusCallbackEvent": "room-created",
-                  "Timestamp": format_ms(int(room_created_ms(room))), "SequenceNumber": "0"}
+        params = {
+            "AccountSid": ACCOUNT_SID,
+            "RoomSid": adhoc,
+            "RoomName": f"adhoc-{adhoc[-6:]}",
+            "RoomStatus": "in-progress",
+            "StatusCallbackEvent": "room-created",
+            "Timestamp": format_ms(int(room_created_ms(room))),
+            "SequenceNumber": "0",
+        }
         signature = compute_signature(url, {k: [v] for k, v in params.items()}, AUTH_TOKEN)
         async with http.post(url, data=params, headers={"X-Twilio-Signature": signature}) as resp:
             assert resp.status == 204
-    await wait_until(lambda: ingress.follower.index.docs[room["sid"]]["participants"]
-                     and adhoc in ingress.follower.index.docs)
+        # A recording of ada's track, started then completed.
+        rsid, msid = "RT" + uuid.uuid4().hex, "MT" + uuid.uuid4().hex
+        for seq, (event, extra) in enumerate(
+            (
+                ("recording-started", {}),
+                ("recording-completed", {"Duration": "12", "Size": "4096", "MediaUri": f"/v1/Recordings/{rsid}/Media"}),
+            ),
+            2,
+        ):
+            params = {
+                "AccountSid": ACCOUNT_SID,
+                "RoomSid": room["sid"],
+                "RoomName": name,
+                "RoomType": "group",
+                "StatusCallbackEvent": event,
+                "RecordingSid": rsid,
+                "ParticipantSid": psid,
+                "ParticipantIdentity": "ada",
+                "SourceSid": msid,
+                "TrackName": "mic",
+                "Container": "mka",
+                "Codec": "OPUS",
+                "Type": "audio",
+                "OffsetFromTwilioVideoEpoch": "100",
+                "RecordingUri": f"/v1/Recordings/{rsid}",
+                "Timestamp": format_ms(room_created_ms(room) + seq),
+                "SequenceNumber": str(seq),
+            } | extra
+            signature = compute_signature(url, {k: [v] for k, v in params.items()}, AUTH_TOKEN)
+            async with http.post(url, data=params, headers={"X-Twilio-Signature": signature}) as resp:
+                assert resp.status == 204
+    await wait_until(
+        lambda: (
+            ingress.follower.index.docs[room["sid"]]["participants"]
+            and adhoc in ingress.follower.index.docs
+            and [r["status"] for r in ingress.follower.index.docs[room["sid"]]["recordings"]] == ["completed"]
+        )
+    )
     status, seen = await check("GET", f"{rooms}/{adhoc}", room_t)
     assert status == 200 and seen["type"] is None and seen["max_participants"] is None
     plist, pitem = "/v1/Rooms/{RoomSid}/Participants", "/v1/Rooms/{RoomSid}/Participants/{Sid}"
@@ -154,23 +248,73 @@ async def test_every_response_conforms(checked):
     assert (await check("GET", f"{base}/PA{'0' * 32}", pitem))[0] == 404
     assert (await check("GET", f"{base}/{psid}", pitem, auth=False, valid_request=False))[0] == 401
 
+    # Recordings, recording rules, transcriptions.
+    rlist, ritem = "/v1/Rooms/{RoomSid}/Recordings", "/v1/Rooms/{RoomSid}/Recordings/{Sid}"
+    rules_t, tlist = "/v1/Rooms/{RoomSid}/RecordingRules", "/v1/Rooms/{RoomSid}/Transcriptions"
+    base = f"{rooms}/{room['sid']}"
+    status, page = await check("GET", f"{base}/Recordings", rlist)
+    assert status == 200 and [r["sid"] for r in page["recordings"]] == [rsid]
+    for query in (
+        [("Status", "completed"), ("SourceSid", msid)],
+        [("DateCreatedAfter", room["date_created"])],
+        [("Status", "processing")],
+        [("PageSize", "1"), ("Page", "0")],
+    ):
+        assert (await check("GET", f"{base}/Recordings", rlist, query=query))[0] == 200
+    assert (await check("GET", f"{base}/Recordings", rlist, query=[("Status", "done")], valid_request=False))[0] == 400
+    assert (await check("GET", f"{base}/Recordings", rlist, auth=False, valid_request=False))[0] == 401
+    assert (await check("GET", f"{rooms}/nope/Recordings", rlist))[0] == 404
+    status, rec = await check("GET", f"{base}/Recordings/{rsid}", ritem)
+    assert status == 200 and rec["links"] == {"media": f"https://video.twilio.com/v1/Recordings/{rsid}/Media"}
+    assert (await check("GET", f"{base}/Recordings/RT{'0' * 32}", ritem))[0] == 404
+    assert (await check("GET", f"{base}/Recordings/{rsid}", ritem, auth=False, valid_request=False))[0] == 401
+    status, rules = await check("GET", f"{base}/RecordingRules", rules_t)
+    assert status == 200 and rules["rules"] == [{"type": "exclude", "all": True}]
+    status, rules = await check("GET", f"{rooms}/{adhoc}/RecordingRules", rules_t)
+    assert status == 200 and rules["rules"] is None
+    assert (await check("GET", f"{rooms}/nope/RecordingRules", rules_t))[0] == 404
+    assert (await check("GET", f"{base}/RecordingRules", rules_t, auth=False, valid_request=False))[0] == 401
+    status, page = await check("GET", f"{base}/Transcriptions", tlist)
+    assert status == 200 and page["transcriptions"] == [] and page["meta"]["key"] == "transcriptions"
+    assert (await check("GET", f"{base}/Transcriptions", tlist, query=[("PageSize", "0")], valid_request=False))[
+        0
+    ] == 400
+    assert (await check("GET", f"{base}/Transcriptions", tlist, auth=False, valid_request=False))[0] == 401
+    assert (await check("GET", f"{rooms}/nope/Transcriptions", tlist))[0] == 404
+
     # Update: 202 (form and JSON), 400 (53112, 53118), 404, 401, 413, 415.
     assert (await check("POST", f"{rooms}/{room['sid']}", room_t, form={"Status": "failed"}))[0] == 400
     assert (await check("POST", f"{rooms}/{room['sid']}", room_t, form={"Status": "completed"}))[0] == 202
     assert (await check("POST", f"{rooms}/{other['sid']}", room_t, body={"Status": "completed"}))[0] == 202
     assert (await check("POST", f"{rooms}/{room['sid']}", room_t, form={"Status": "completed"}))[0] == 400
     assert (await check("POST", f"{rooms}/RM{'0' * 32}", room_t, form={"Status": "completed"}))[0] == 404
-    assert (await check("POST", f"{rooms}/{room['sid']}", room_t, form={"Status": "completed"}, auth=False,
-                        valid_request=False))[0] == 401
-    assert (await check("POST", f"{rooms}/{room['sid']}", room_t, form={"Status": "x" * 70_000},
-                        valid_request=False))[0] == 413
-    assert (await check("POST", f"{rooms}/{room['sid']}", room_t, body=b"Status=completed", content_type="text/plain",
-                        valid_request=False))[0] == 415
+    assert (
+        await check(
+            "POST", f"{rooms}/{room['sid']}", room_t, form={"Status": "completed"}, auth=False, valid_request=False
+        )
+    )[0] == 401
+    assert (await check("POST", f"{rooms}/{room['sid']}", room_t, form={"Status": "x" * 70_000}, valid_request=False))[
+        0
+    ] == 413
+    assert (
+        await check(
+            "POST",
+            f"{rooms}/{room['sid']}",
+            room_t,
+            body=b"Status=completed",
+            content_type="text/plain",
+            valid_request=False,
+        )
+    )[0] == 415
 
     # List: filters, paging links (followed), 400, 401.
-    for query in ([], [("Status", "completed")], [("UniqueName", name), ("Status", "completed")],
-                  [("DateCreatedAfter", room["date_created"]), ("DateCreatedBefore", "2999-01-01")],
-                  [("PageSize", "1")]):
+    for query in (
+        [],
+        [("Status", "completed")],
+        [("UniqueName", name), ("Status", "completed")],
+        [("DateCreatedAfter", room["date_created"]), ("DateCreatedBefore", "2999-01-01")],
+        [("PageSize", "1")],
+    ):
         status, page = await check("GET", rooms, rooms, query=query)
         assert status == 200
     status, page = await check("GET", rooms, rooms, query=[("PageSize", "1"), ("Status", "completed")])
@@ -182,9 +326,15 @@ async def test_every_response_conforms(checked):
     assert (await check("GET", rooms, rooms, auth=False, valid_request=False))[0] == 401
 
     # Every documented response was produced (except those a healthy system cannot be made to give).
-    documented = {(path, method, code) for path, item in check.doc["paths"].items() if path.startswith("/v1/")
-                  for method, op in item.items() if method in ("get", "post")
-                  for code in op["responses"] if code not in NOT_EXERCISED}
+    documented = {
+        (path, method, code)
+        for path, item in check.doc["paths"].items()
+        if path.startswith("/v1/")
+        for method, op in item.items()
+        if method in ("get", "post")
+        for code in op["responses"]
+        if code not in NOT_EXERCISED
+    }
     assert documented - check.seen == set()
     assert check.seen - documented == set()
 

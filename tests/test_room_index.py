@@ -1,4 +1,5 @@
 """RoomIndex: names resolve to the in-progress room whatever order the state partitions are read in."""
+
 from __future__ import annotations
 
 import itertools
@@ -42,12 +43,12 @@ def test_a_tombstone_removes_the_room_and_tells_the_listeners():
     index.listeners.append(heard.append)
     index.put(doc("RMa", "completed", 1))
     index.put(doc("RMb", "in-progress", 2, name="live"))
-    assert index.remove("RMa", {"_partition": 2, "_offset": 9})
+    assert index.remove("RMa")
     assert index.get("RMa") is None and "RMa" not in index.docs
-    assert heard[-1] == {"sid": "RMa", "_removed": True, "_partition": 2, "_offset": 9}
+    assert heard[-1] == {"sid": "RMa", "retired": True}
     assert not index.remove("RMa")  # not held any more: nothing to tell
     assert len(heard) == 3
     # Should an in-progress room be removed, its name no longer resolves either.
     assert index.remove("RMb")
     assert index.get("live") is None and index.in_progress == {}
-    assert [d["sid"] for d in index.query()] == []
+    assert [s.sid for s in index.query()] == []

@@ -5,6 +5,7 @@ room SID: another partition, a second partial fold, and its document replaced th
 state topic. The ingress now resolves the name; the read view never lets a nameless fold's document
 replace a named one.
 """
+
 from __future__ import annotations
 
 import time
@@ -18,10 +19,10 @@ from service.metrics import Metrics
 from service.rooms.params import parse_create_form
 from service.runtime import IngressServer
 from service.state.book import RoomBook
-from service.state.fold import render
 from service.state.index import RoomIndex
+from service.state.render import render
 from service.state.room_keys import RoomKeyResolver
-from tests.conftest import basic_auth, read_topic, running_system, wait_until
+from tests.helpers import basic_auth, read_topic, running_system, wait_until
 from tests.test_end_to_end import signed
 
 PARTITIONS = 3
@@ -92,10 +93,12 @@ async def test_readme_callback_without_room_name_ends_the_named_room(settings):
 
 def decode_doc(raw: bytes) -> dict:
     import orjson
+
     return orjson.loads(raw)
 
 
 # ---------------------------------------------------------------- the read view's guard
+
 
 def _doc(sid: str, name: str, via: str, status: str) -> dict:
     return {"sid": sid, "unique_name": name, "created_via": via, "status": status, "date_created_ms": 1}
@@ -104,7 +107,7 @@ def _doc(sid: str, name: str, via: str, status: str) -> dict:
 def test_a_nameless_folds_document_never_replaces_the_named_one():
     index = RoomIndex()
     assert index.put(_doc("RM1", "demo", "api", "in-progress"))
-    assert not index.put(_doc("RM1", "RM1", "callback", "completed"))
+    assert index.put(_doc("RM1", "RM1", "callback", "completed")) is False
     assert index.get("RM1")["unique_name"] == "demo" and index.get("demo")["sid"] == "RM1"
     # The named fold's own newer document is taken, and a nameless room is updated as usual.
     assert index.put(_doc("RM1", "demo", "api", "completed"))
@@ -124,10 +127,16 @@ EVENTS = st.sampled_from(["participant-connected", "participant-disconnected", "
 
 
 def _callback(event: str, tick: int, participant: int, with_name: bool) -> dict[str, list[str]]:
-    raw = {"AccountSid": ACCOUNT, "RoomSid": SID, "RoomType": "group", "StatusCallbackEvent": event,
-           "RoomStatus": "completed" if event == "room-ended" else "in-progress",
-           "Timestamp": format_ms(T0 + tick * 1000), "ParticipantSid": f"PA{participant:032x}",
-           "ParticipantIdentity": f"user-{participant}"}
+    raw = {
+        "AccountSid": ACCOUNT,
+        "RoomSid": SID,
+        "RoomType": "group",
+        "StatusCallbackEvent": event,
+        "RoomStatus": "completed" if event == "room-ended" else "in-progress",
+        "Timestamp": format_ms(T0 + tick * 1000),
+        "ParticipantSid": f"PA{participant:032x}",
+        "ParticipantIdentity": f"user-{participant}",
+    }
     if event == "track-added":
         raw |= {"TrackSid": f"MT{participant:032x}", "TrackKind": "audio"}
     if with_name:
@@ -149,8 +158,10 @@ def _fold_by_partition(records: list[dict]) -> dict[int, RoomBook]:
 
 
 @hsettings(max_examples=120, deadline=None, database=None)
-@given(st.lists(st.tuples(EVENTS, st.integers(1, 30), st.integers(0, 3), st.booleans()), min_size=1, max_size=25),
-       st.sampled_from(["read-view", "learned"]))
+@given(
+    st.lists(st.tuples(EVENTS, st.integers(1, 30), st.integers(0, 3), st.booleans()), min_size=1, max_size=25),
+    st.sampled_from(["read-view", "learned"]),
+)
 def test_callbacks_with_and_without_room_name_fold_into_one_room(callbacks, knowledge):
     create = _create_record()
     index = RoomIndex()

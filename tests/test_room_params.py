@@ -4,6 +4,7 @@ Rows come from the seed (shared/create-room-seed.txt) and twilio-video.md 3.2-3.
 the accepted edge values and the rejected ones with the exact Twilio error code. Every form row is
 also run through the JSON parser (same values, JSON-shaped) to prove the single validation path.
 """
+
 from __future__ import annotations
 
 import json
@@ -47,8 +48,7 @@ SEED_JSON = {
 }
 # The seed's example adjusted to valid values: Type group (AudioOnly is group-only, 42 > 2 for go)
 # and a real media region instead of the placeholder "string".
-SEED_VALID = SEED_CURL_BODY.replace("Type=go", "Type=group").replace("MediaRegion=string",
-                                                                     "MediaRegion=us1")
+SEED_VALID = SEED_CURL_BODY.replace("Type=go", "Type=group").replace("MediaRegion=string", "MediaRegion=us1")
 
 
 def form(body: str) -> dict[str, list[str]]:
@@ -82,16 +82,33 @@ def reject(parse, arg) -> TwilioError:
 
 ACCEPT = [
     # defaults per type
-    ("", dict(type="group", max_participants=50, media_region="us1", video_codecs=("VP8",),
-              max_concurrent_published_tracks=170, unique_name=None, status_callback=None,
-              status_callback_method="POST", max_participant_duration=14400,
-              empty_room_timeout=5, unused_room_timeout=5, audio_only=False, large_room=False,
-              record_participants_on_connect=False, recording_rules=None, enable_turn=True)),
+    (
+        "",
+        dict(
+            type="group",
+            max_participants=50,
+            media_region="us1",
+            video_codecs=("VP8",),
+            max_concurrent_published_tracks=170,
+            unique_name=None,
+            status_callback=None,
+            status_callback_method="POST",
+            max_participant_duration=14400,
+            empty_room_timeout=5,
+            unused_room_timeout=5,
+            audio_only=False,
+            large_room=False,
+            record_participants_on_connect=False,
+            recording_rules=None,
+            enable_turn=True,
+        ),
+    ),
     ("Type=group", dict(type="group", max_participants=50, media_region="us1")),
-    ("Type=peer-to-peer", dict(max_participants=10, media_region=None, video_codecs=("VP8",),
-                               max_concurrent_published_tracks=0)),
-    ("Type=group-small", dict(max_participants=4, media_region="us1",
-                              max_concurrent_published_tracks=170)),
+    (
+        "Type=peer-to-peer",
+        dict(max_participants=10, media_region=None, video_codecs=("VP8",), max_concurrent_published_tracks=0),
+    ),
+    ("Type=group-small", dict(max_participants=4, media_region="us1", max_concurrent_published_tracks=170)),
     ("Type=go", dict(max_participants=2, media_region="us1", max_concurrent_published_tracks=0)),
     # MaxParticipants edges per type
     ("Type=group&MaxParticipants=1", dict(max_participants=1)),
@@ -110,8 +127,7 @@ ACCEPT = [
     ("EmptyRoomTimeout=60&UnusedRoomTimeout=1", dict(empty_room_timeout=60, unused_room_timeout=1)),
     # booleans, case-insensitive
     ("AudioOnly=TRUE", dict(audio_only=True, video_codecs=())),
-    ("AudioOnly=False&LargeRoom=True", dict(audio_only=False, large_room=True,
-                                            max_concurrent_published_tracks=16)),
+    ("AudioOnly=False&LargeRoom=True", dict(audio_only=False, large_room=True, max_concurrent_published_tracks=16)),
     ("Type=go&AudioOnly=false", dict(audio_only=False)),
     ("RecordParticipantsOnConnect=true", dict(record_participants_on_connect=True)),
     ("Type=peer-to-peer&RecordParticipantsOnConnect=false", dict(record_participants_on_connect=False)),
@@ -120,8 +136,10 @@ ACCEPT = [
     ("Type=peer-to-peer&LargeRoom=true", dict(large_room=True, max_concurrent_published_tracks=0)),
     # StatusCallback / StatusCallbackMethod
     ("StatusCallback=https%3A%2F%2Fexample.com", dict(status_callback="https://example.com")),
-    ("StatusCallback=http://user:pw@10.0.0.1:8080/cb?x=1#rc=2", dict(
-        status_callback="http://user:pw@10.0.0.1:8080/cb?x=1#rc=2")),
+    (
+        "StatusCallback=http://user:pw@10.0.0.1:8080/cb?x=1#rc=2",
+        dict(status_callback="http://user:pw@10.0.0.1:8080/cb?x=1#rc=2"),
+    ),
     ("StatusCallback=HTTPS://[::1]/cb", dict(status_callback="HTTPS://[::1]/cb")),
     ("StatusCallback=", dict(status_callback=None)),
     *[(f"StatusCallbackMethod={m}", dict(status_callback_method=m)) for m in CALLBACK_METHODS],
@@ -147,37 +165,68 @@ ACCEPT = [
     ("MediaRegion=gll", dict(media_region="gll")),
     ("MediaRegion=DE1", dict(media_region="de1")),
     ("Type=group-small&MediaRegion=us2", dict(media_region="us2")),
-    ("Type=go&MediaRegion=ie1&RecordParticipantsOnConnect=true", dict(
-        media_region="ie1", record_participants_on_connect=True)),
+    (
+        "Type=go&MediaRegion=ie1&RecordParticipantsOnConnect=true",
+        dict(media_region="ie1", record_participants_on_connect=True),
+    ),
     ("Type=peer-to-peer&MediaRegion=", dict(media_region=None)),
     # RecordingRules
-    ("RecordingRules=" + quote('[{"type":"exclude","all":true}]'),
-     dict(recording_rules=[{"type": "exclude", "all": True}])),
-    ("RecordingRules=" + quote('{"rules":[{"type":"include","publisher":"alice","kind":"audio"}]}'),
-     dict(recording_rules={"rules": [{"type": "include", "publisher": "alice", "kind": "audio"}]})),
-    ("RecordingRules=" + quote('[{"type":"include","track":"screen"},{"type":"exclude","kind":"data"}]'),
-     dict(recording_rules=[{"type": "include", "track": "screen"},
-                           {"type": "exclude", "kind": "data"}])),
+    (
+        "RecordingRules=" + quote('[{"type":"exclude","all":true}]'),
+        dict(recording_rules=[{"type": "exclude", "all": True}]),
+    ),
+    (
+        "RecordingRules=" + quote('{"rules":[{"type":"include","publisher":"alice","kind":"audio"}]}'),
+        dict(recording_rules={"rules": [{"type": "include", "publisher": "alice", "kind": "audio"}]}),
+    ),
+    (
+        "RecordingRules=" + quote('[{"type":"include","track":"screen"},{"type":"exclude","kind":"data"}]'),
+        dict(recording_rules=[{"type": "include", "track": "screen"}, {"type": "exclude", "kind": "data"}]),
+    ),
     ("RecordingRules=%5B%5D", dict(recording_rules=[])),
     # the OpenAPI example sends the JSON percent-encoded once more
-    ("RecordingRules=%255B%257B%2522type%2522%253A%2522exclude%2522%252C%2522all%2522%253A%2520true%257D%255D",
-     dict(recording_rules=[{"type": "exclude", "all": True}])),
+    (
+        "RecordingRules=%255B%257B%2522type%2522%253A%2522exclude%2522%252C%2522all%2522%253A%2520true%257D%255D",
+        dict(recording_rules=[{"type": "exclude", "all": True}]),
+    ),
     ("RecordingRules=", dict(recording_rules=None)),
     # unknown parameters are ignored; first value of a scalar wins
     ("Foo=bar&TranscribeParticipantsOnConnect=maybe&Type=group", dict(type="group")),
-    ("Type=group-small&Type=go&MaxParticipants=3&MaxParticipants=99", dict(
-        type="group-small", max_participants=3)),
+    ("Type=group-small&Type=go&MaxParticipants=3&MaxParticipants=99", dict(type="group-small", max_participants=3)),
     # the seed's example with valid values
-    (SEED_VALID, dict(type="group", audio_only=True, large_room=True, unique_name="string",
-                      empty_room_timeout=42, unused_room_timeout=42, max_participant_duration=42,
-                      max_participants=42, media_region="us1",
-                      record_participants_on_connect=True, status_callback="https://example.com",
-                      status_callback_method="HEAD", video_codecs=(), enable_turn=True,
-                      max_concurrent_published_tracks=16)),
-    (SEED_CURL_BODY.replace("MaxParticipants=42", "MaxParticipants=2").replace("AudioOnly=true", "AudioOnly=false")
-     .replace("MediaRegion=string", "MediaRegion=us1"),
-     dict(type="go", max_participants=2, video_codecs=("VP8",), media_region="us1",
-          record_participants_on_connect=True, max_concurrent_published_tracks=0)),
+    (
+        SEED_VALID,
+        dict(
+            type="group",
+            audio_only=True,
+            large_room=True,
+            unique_name="string",
+            empty_room_timeout=42,
+            unused_room_timeout=42,
+            max_participant_duration=42,
+            max_participants=42,
+            media_region="us1",
+            record_participants_on_connect=True,
+            status_callback="https://example.com",
+            status_callback_method="HEAD",
+            video_codecs=(),
+            enable_turn=True,
+            max_concurrent_published_tracks=16,
+        ),
+    ),
+    (
+        SEED_CURL_BODY.replace("MaxParticipants=42", "MaxParticipants=2")
+        .replace("AudioOnly=true", "AudioOnly=false")
+        .replace("MediaRegion=string", "MediaRegion=us1"),
+        dict(
+            type="go",
+            max_participants=2,
+            video_codecs=("VP8",),
+            media_region="us1",
+            record_participants_on_connect=True,
+            max_concurrent_published_tracks=0,
+        ),
+    ),
 ]
 
 
@@ -347,14 +396,16 @@ JSON_ACCEPT = [
     ({"VideoCodecs": "H264"}, dict(video_codecs=("H264",))),
     ({"VideoCodecs": ["VP8", "H264"]}, dict(video_codecs=("VP8", "H264"))),
     ({"VideoCodecs": []}, dict(video_codecs=("VP8",))),
-    ({"Type": None, "UniqueName": None, "StatusCallback": None}, dict(
-        type="group", unique_name=None, status_callback=None)),
-    ({"RecordingRules": [{"type": "exclude", "all": True}]},
-     dict(recording_rules=[{"type": "exclude", "all": True}])),
-    ({"RecordingRules": {"rules": [{"type": "include", "kind": "video"}]}},
-     dict(recording_rules={"rules": [{"type": "include", "kind": "video"}]})),
-    ({"RecordingRules": '[{"type":"exclude","all":true}]'},
-     dict(recording_rules=[{"type": "exclude", "all": True}])),
+    (
+        {"Type": None, "UniqueName": None, "StatusCallback": None},
+        dict(type="group", unique_name=None, status_callback=None),
+    ),
+    ({"RecordingRules": [{"type": "exclude", "all": True}]}, dict(recording_rules=[{"type": "exclude", "all": True}])),
+    (
+        {"RecordingRules": {"rules": [{"type": "include", "kind": "video"}]}},
+        dict(recording_rules={"rules": [{"type": "include", "kind": "video"}]}),
+    ),
+    ({"RecordingRules": '[{"type":"exclude","all":true}]'}, dict(recording_rules=[{"type": "exclude", "all": True}])),
     ({"Unknown": {"nested": [1, 2]}, "Type": "go"}, dict(type="go")),
     ({"EnableTurn": False}, dict(enable_turn=True)),
 ]
@@ -431,22 +482,25 @@ def test_form_accepts_multidict_and_plain_strings():
     assert reject(parse_create_form, {"UniqueName": [b"caf\xe9"]}).code == 53102
 
 
-@pytest.mark.parametrize("body,fragments", [
-    ("MaxParticipants=51", ["MaxParticipants is out of range", "'51'", "1 to 50", "group"]),
-    ("EmptyRoomTimeout=1.5", ["Timeout is out of range", "EmptyRoomTimeout", "'1.5'"]),
-    ("MaxParticipantDuration=0", ["MaxParticipantDuration is out of range", "86400"]),
-    ("Type=party", ["RoomType is not valid", "'party'"]),
-    ("StatusCallbackMethod=OPTIONS", ["StatusCallbackMethod is invalid", "'OPTIONS'"]),
-    ("StatusCallback=ftp://x", ["StatusCallback is invalid", "'ftp://x'"]),
-    ("UniqueName=" + "a" * 129, ["Room name is too long", "129", "128"]),
-    ("UniqueName=a%00", ["Room name contains invalid characters"]),
-    ("Type=go&AudioOnly=true", ["AudioOnly", "go"]),
-    ("Type=peer-to-peer&MediaRegion=us1", ["incompatible with the Room type", "MediaRegion"]),
-    ("AudioOnly=yes", ["AudioOnly", "'yes'", "true or false"]),
-    ("VideoCodecs=AV1", ["VideoCodecs", "'AV1'"]),
-    ("MediaRegion=string", ["MediaRegion is invalid", "'string'"]),
-    ("RecordingRules=%7B", ["Invalid Recording Rule(s)", "JSON"]),
-])
+@pytest.mark.parametrize(
+    "body,fragments",
+    [
+        ("MaxParticipants=51", ["MaxParticipants is out of range", "'51'", "1 to 50", "group"]),
+        ("EmptyRoomTimeout=1.5", ["Timeout is out of range", "EmptyRoomTimeout", "'1.5'"]),
+        ("MaxParticipantDuration=0", ["MaxParticipantDuration is out of range", "86400"]),
+        ("Type=party", ["RoomType is not valid", "'party'"]),
+        ("StatusCallbackMethod=OPTIONS", ["StatusCallbackMethod is invalid", "'OPTIONS'"]),
+        ("StatusCallback=ftp://x", ["StatusCallback is invalid", "'ftp://x'"]),
+        ("UniqueName=" + "a" * 129, ["Room name is too long", "129", "128"]),
+        ("UniqueName=a%00", ["Room name contains invalid characters"]),
+        ("Type=go&AudioOnly=true", ["AudioOnly", "go"]),
+        ("Type=peer-to-peer&MediaRegion=us1", ["incompatible with the Room type", "MediaRegion"]),
+        ("AudioOnly=yes", ["AudioOnly", "'yes'", "true or false"]),
+        ("VideoCodecs=AV1", ["VideoCodecs", "'AV1'"]),
+        ("MediaRegion=string", ["MediaRegion is invalid", "'string'"]),
+        ("RecordingRules=%7B", ["Invalid Recording Rule(s)", "JSON"]),
+    ],
+)
 def test_error_messages_name_parameter_and_value(body, fragments):
     message = reject(PARSERS["form"], body).message
     for fragment in fragments:
@@ -487,16 +541,32 @@ def test_params_are_frozen():
 # POST /v1/Rooms/{Sid}: Status
 
 
-@pytest.mark.parametrize("body", [{"Status": ["completed"]}, {"Status": ["COMPLETED "]},
-                                  {"Status": "completed"}, {"Status": ["completed", "failed"]},
-                                  {"Status": ["completed"], "Other": ["x"]}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"Status": ["completed"]},
+        {"Status": ["COMPLETED "]},
+        {"Status": "completed"},
+        {"Status": ["completed", "failed"]},
+        {"Status": ["completed"], "Other": ["x"]},
+    ],
+)
 def test_update_status_completed(body):
     assert parse_update_status(body) == "completed"
 
 
-@pytest.mark.parametrize("body", [{}, {"Status": []}, {"Status": [""]}, {"Status": ["in-progress"]},
-                                  {"Status": ["failed"]}, {"Status": ["done"]},
-                                  {"status": ["completed"]}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {},
+        {"Status": []},
+        {"Status": [""]},
+        {"Status": ["in-progress"]},
+        {"Status": ["failed"]},
+        {"Status": ["done"]},
+        {"status": ["completed"]},
+    ],
+)
 def test_update_status_rejected(body):
     err = reject(parse_update_status, body)
     assert err.code == 53112

@@ -5,6 +5,7 @@ filters and paging, complete, participants from signed callbacks, auth, and the 
 One system serves the whole module (starting one costs a consumer-group join); every test uses its
 own unique names, and list assertions never assume the list holds only their rooms.
 """
+
 from __future__ import annotations
 
 import re
@@ -25,8 +26,8 @@ from service.kafka.topics import ensure_topics
 from service.metrics import Metrics
 from service.rooms.errors import TwilioError
 from service.rooms.resource import Window, decode_token, encode_token, page_meta, window
-from service.state.fold import RESOURCE_FIELDS
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, basic_auth, make_settings, running_system, wait_until
+from service.state.render import RESOURCE_FIELDS
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, basic_auth, make_settings, running_system, wait_until
 
 PUBLIC = "https://rooms.example.test"
 SECONDARY = "secondary-test-token"
@@ -86,6 +87,7 @@ async def create(s, **form) -> dict:
 
 # ---------------------------------------------------------------- create
 
+
 async def test_create_returns_the_full_resource(system):
     unique = name()
     status, room = await call(system, "POST", "/v1/Rooms", data={"UniqueName": unique, "Type": "group"})
@@ -94,9 +96,15 @@ async def test_create_returns_the_full_resource(system):
     assert SID.match(room["sid"])
     assert room["account_sid"] == ACCOUNT_SID
     assert room["url"] == f"{PUBLIC}/v1/Rooms/{room['sid']}"
-    assert room["links"] == {k: f"{room['url']}/{v}" for k, v in (
-        ("participants", "Participants"), ("recordings", "Recordings"),
-        ("recording_rules", "RecordingRules"), ("transcriptions", "Transcriptions"))}
+    assert room["links"] == {
+        k: f"{room['url']}/{v}"
+        for k, v in (
+            ("participants", "Participants"),
+            ("recordings", "Recordings"),
+            ("recording_rules", "RecordingRules"),
+            ("transcriptions", "Transcriptions"),
+        )
+    }
     assert DATE.match(room["date_created"]) and DATE.match(room["date_updated"])
     assert abs(records.parse_timestamp_ms(room["date_created"]) - time.time() * 1000) < 60_000
     assert room["status"] == "in-progress"
@@ -104,8 +112,14 @@ async def test_create_returns_the_full_resource(system):
     assert room["unique_name"] == unique
     assert room["enable_turn"] is True
     assert room["status_callback"] is None and room["status_callback_method"] == "POST"
-    assert (room["max_participants"], room["max_participant_duration"], room["empty_room_timeout"],
-            room["unused_room_timeout"], room["video_codecs"], room["media_region"]) == (50, 14400, 5, 5, ["VP8"], "us1")
+    assert (
+        room["max_participants"],
+        room["max_participant_duration"],
+        room["empty_room_timeout"],
+        room["unused_room_timeout"],
+        room["video_codecs"],
+        room["media_region"],
+    ) == (50, 14400, 5, 5, ["VP8"], "us1")
 
     # Read-your-writes from the instance that answered the 201: by SID and by unique name.
     for key in (room["sid"], unique):
@@ -113,8 +127,10 @@ async def test_create_returns_the_full_resource(system):
         assert (status, fetched) == (200, room)
 
 
-@pytest.mark.parametrize("room_type, max_participants, region", [
-    ("group", 50, "us1"), ("group-small", 4, "us1"), ("peer-to-peer", 10, None), ("go", 2, "us1")])
+@pytest.mark.parametrize(
+    "room_type, max_participants, region",
+    [("group", 50, "us1"), ("group-small", 4, "us1"), ("peer-to-peer", 10, None), ("go", 2, "us1")],
+)
 async def test_create_each_type_with_its_defaults(system, room_type, max_participants, region):
     room = await create(system, Type=room_type)
     assert (room["type"], room["max_participants"], room["media_region"]) == (room_type, max_participants, region)
@@ -122,26 +138,60 @@ async def test_create_each_type_with_its_defaults(system, room_type, max_partici
 
 
 async def test_create_with_every_parameter_form_and_json(system):
-    form = [("Type", "group"), ("UniqueName", name()), ("StatusCallback", "https://example.com/cb"),
-            ("StatusCallbackMethod", "head"), ("MaxParticipants", "42"), ("MaxParticipantDuration", "600"),
-            ("EmptyRoomTimeout", "7"), ("UnusedRoomTimeout", "9"), ("AudioOnly", "false"), ("EnableTurn", "true"),
-            ("LargeRoom", "true"), ("RecordParticipantsOnConnect", "true"), ("VideoCodecs", "VP8"),
-            ("VideoCodecs", "H264"), ("MediaRegion", "de1"),
-            ("RecordingRules", '[{"type":"include","all":true}]')]
+    form = [
+        ("Type", "group"),
+        ("UniqueName", name()),
+        ("StatusCallback", "https://example.com/cb"),
+        ("StatusCallbackMethod", "head"),
+        ("MaxParticipants", "42"),
+        ("MaxParticipantDuration", "600"),
+        ("EmptyRoomTimeout", "7"),
+        ("UnusedRoomTimeout", "9"),
+        ("AudioOnly", "false"),
+        ("EnableTurn", "true"),
+        ("LargeRoom", "true"),
+        ("RecordParticipantsOnConnect", "true"),
+        ("VideoCodecs", "VP8"),
+        ("VideoCodecs", "H264"),
+        ("MediaRegion", "de1"),
+        ("RecordingRules", '[{"type":"include","all":true}]'),
+    ]
     status, room = await call(system, "POST", "/v1/Rooms", data=aiohttp.FormData(form))
     assert status == 201, room
-    expected = {"type": "group", "status_callback": "https://example.com/cb", "status_callback_method": "HEAD",
-                "max_participants": 42, "max_participant_duration": 600, "empty_room_timeout": 7,
-                "unused_room_timeout": 9, "audio_only": False, "large_room": True,
-                "record_participants_on_connect": True, "video_codecs": ["VP8", "H264"], "media_region": "de1",
-                "max_concurrent_published_tracks": 16}
+    expected = {
+        "type": "group",
+        "status_callback": "https://example.com/cb",
+        "status_callback_method": "HEAD",
+        "max_participants": 42,
+        "max_participant_duration": 600,
+        "empty_room_timeout": 7,
+        "unused_room_timeout": 9,
+        "audio_only": False,
+        "large_room": True,
+        "record_participants_on_connect": True,
+        "video_codecs": ["VP8", "H264"],
+        "media_region": "de1",
+        "max_concurrent_published_tracks": 16,
+    }
     assert {k: room[k] for k in expected} == expected
 
-    body = {"Type": "group", "UniqueName": name(), "MaxParticipants": 42, "MaxParticipantDuration": 600,
-            "EmptyRoomTimeout": 7, "UnusedRoomTimeout": 9, "AudioOnly": False, "EnableTurn": True, "LargeRoom": True,
-            "RecordParticipantsOnConnect": True, "VideoCodecs": ["VP8", "H264"], "MediaRegion": "de1",
-            "StatusCallback": "https://example.com/cb", "StatusCallbackMethod": "HEAD",
-            "RecordingRules": [{"type": "include", "all": True}]}
+    body = {
+        "Type": "group",
+        "UniqueName": name(),
+        "MaxParticipants": 42,
+        "MaxParticipantDuration": 600,
+        "EmptyRoomTimeout": 7,
+        "UnusedRoomTimeout": 9,
+        "AudioOnly": False,
+        "EnableTurn": True,
+        "LargeRoom": True,
+        "RecordParticipantsOnConnect": True,
+        "VideoCodecs": ["VP8", "H264"],
+        "MediaRegion": "de1",
+        "StatusCallback": "https://example.com/cb",
+        "StatusCallbackMethod": "HEAD",
+        "RecordingRules": [{"type": "include", "all": True}],
+    }
     status, room = await call(system, "POST", "/v1/Rooms", json=body)
     assert status == 201, room
     assert {k: room[k] for k in expected} == expected and room["unique_name"] == body["UniqueName"]
@@ -179,20 +229,37 @@ async def test_invalid_creates_are_400_and_publish_nothing(system):
         status, body = await call(system, "POST", "/v1/Rooms", data=form)
         assert_error(status, body, 400, code)
     # The same rules for JSON bodies, and JSON-only shape errors.
-    for body_json, code in [({"MaxParticipants": True}, 53107), ({"Type": ["group"]}, 53108),
-                            ({"UniqueName": 5}, 53100), ({"MaxParticipants": 99}, 53107)]:
+    for body_json, code in [
+        ({"MaxParticipants": True}, 53107),
+        ({"Type": ["group"]}, 53108),
+        ({"UniqueName": 5}, 53100),
+        ({"MaxParticipants": 99}, 53107),
+    ]:
         status, body = await call(system, "POST", "/v1/Rooms", json=body_json)
         assert_error(status, body, 400, code)
     # Bytes that are not UTF-8 in the name: reported, never published.
-    status, body = await call(system, "POST", "/v1/Rooms", data=b"UniqueName=a%FFb",
-                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+    status, body = await call(
+        system,
+        "POST",
+        "/v1/Rooms",
+        data=b"UniqueName=a%FFb",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert_error(status, body, 400, 53102)
-    status, body = await call(system, "POST", "/v1/Rooms", data=b"UniqueName=a\xffb",
-                              headers={"Content-Type": "application/x-www-form-urlencoded"})
+    status, body = await call(
+        system,
+        "POST",
+        "/v1/Rooms",
+        data=b"UniqueName=a\xffb",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
     assert_error(status, body, 400, 53102)
     # Malformed bodies.
-    for raw, ctype, http_status in [(b"{nope", "application/json", 400), (b"[1, 2]", "application/json", 400),
-                                    (b"UniqueName=x", "text/plain", 415)]:
+    for raw, ctype, http_status in [
+        (b"{nope", "application/json", 400),
+        (b"[1, 2]", "application/json", 400),
+        (b"UniqueName=x", "text/plain", 415),
+    ]:
         status, body = await call(system, "POST", "/v1/Rooms", data=raw, headers={"Content-Type": ctype})
         assert_error(status, body, http_status, 20001)
     status, body = await call(system, "POST", "/v1/Rooms", data={"UniqueName": "x" * 70_000})
@@ -226,8 +293,9 @@ async def test_a_room_that_lost_the_name_race_is_invisible(system):
         for sid in sids:
             config = {"type": "group", "unique_name": unique, "sid": sid, "account_sid": ACCOUNT_SID}
             event = records.room_created(ACCOUNT_SID, sid, config, int(time.time() * 1000), {})
-            await publisher.publish(cfg.events_topic, records.partition_key(event), records.encode(event),
-                                    cloudevents.event_headers(event))
+            await publisher.publish(
+                cfg.events_topic, records.partition_key(event), records.encode(event), cloudevents.event_headers(event)
+            )
     finally:
         await publisher.stop()
     docs = system.ingress.follower.index.docs
@@ -247,14 +315,27 @@ async def test_a_room_that_lost_the_name_race_is_invisible(system):
 
 # ---------------------------------------------------------------- fetch / update
 
+
 async def test_unknown_rooms_and_subresources_are_404(system):
-    for path in ("/v1/Rooms/RM" + "f" * 32, "/v1/Rooms/no-such-name", "/v1/Rooms/no-such-name/Participants",
-                 "/v1/Rooms/RM" + "f" * 32 + "/Participants/PA" + "0" * 32):
+    for path in (
+        "/v1/Rooms/RM" + "f" * 32,
+        "/v1/Rooms/no-such-name",
+        "/v1/Rooms/no-such-name/Participants",
+        "/v1/Rooms/RM" + "f" * 32 + "/Participants/PA" + "0" * 32,
+    ):
         status, body = await call(system, "GET", path)
         assert_error(status, body, 404, 20404)
     room = await create(system)
-    for sub in ("Recordings", "RecordingRules", "Transcriptions"):
+    # Every sub-resource a room links to is served (tests/test_room_subresources.py); what it does not
+    # link to is Twilio's JSON 404.
+    for link in room["links"].values():
+        status, _ = await call(system, "GET", link)
+        assert status == 200, link
+    for sub in ("Recordings/RT" + "0" * 32, "Transcriptions/video_extension_x", "Nope"):
         status, body = await call(system, "GET", f"/v1/Rooms/{room['sid']}/{sub}")
+        assert_error(status, body, 404, 20404)
+    for sub in ("Recordings", "RecordingRules", "Transcriptions"):
+        status, body = await call(system, "GET", f"/v1/Rooms/no-such-name/{sub}")
         assert_error(status, body, 404, 20404)
 
 
@@ -285,6 +366,7 @@ async def test_complete_a_room(system):
 
 # ---------------------------------------------------------------- list
 
+
 async def test_list_filters(system):
     unique = name("lst")
     a = await create(system, UniqueName=unique)
@@ -303,18 +385,33 @@ async def test_list_filters(system):
 
     created = b["date_created"]
     day = created[:10]
-    cases = [(f"DateCreatedAfter={created}", True), (f"DateCreatedBefore={created}", False),
-             (f"DateCreatedAfter={day}", True), (f"DateCreatedBefore={day}", False),
-             ("DateCreatedAfter=2999-01-01", False), ("DateCreatedBefore=2999-01-01T00:00:00Z", True),
-             (f"DateCreatedAfter={created[:-1]}%2B00:00", True), (f"DateCreatedAfter={created[:-1]}+00:00", True),
-             ("DateCreatedBefore=2000-01-01", False)]
+    cases = [
+        (f"DateCreatedAfter={created}", True),
+        (f"DateCreatedBefore={created}", False),
+        (f"DateCreatedAfter={day}", True),
+        (f"DateCreatedBefore={day}", False),
+        ("DateCreatedAfter=2999-01-01", False),
+        ("DateCreatedBefore=2999-01-01T00:00:00Z", True),
+        (f"DateCreatedAfter={created[:-1]}%2B00:00", True),
+        (f"DateCreatedAfter={created[:-1]}+00:00", True),
+        ("DateCreatedBefore=2000-01-01", False),
+    ]
     for query, included in cases:
         status, page = await call(system, "GET", f"/v1/Rooms?UniqueName={unique}&{query}")
         assert status == 200, (query, page)
         assert [r["sid"] for r in page["rooms"]] == ([b["sid"]] if included else []), query
 
-    for query in ("Status=open", "PageSize=0", "PageSize=-1", "PageSize=ten", "Page=-1", "PageToken=bogus",
-                  "PageToken=PA" + "x" * 8, "DateCreatedAfter=yesterday", "DateCreatedBefore=2024-13-01"):
+    for query in (
+        "Status=open",
+        "PageSize=0",
+        "PageSize=-1",
+        "PageSize=ten",
+        "Page=-1",
+        "PageToken=bogus",
+        "PageToken=PA" + "x" * 8,
+        "DateCreatedAfter=yesterday",
+        "DateCreatedBefore=2024-13-01",
+    ):
         status, body = await call(system, "GET", f"/v1/Rooms?{query}")
         assert_error(status, body, 400, 20001)
     status, page = await call(system, "GET", "/v1/Rooms?PageSize=5000")
@@ -360,18 +457,29 @@ async def test_list_paging_follows_links_and_is_stable_under_inserts(system):
 
 # ---------------------------------------------------------------- participants
 
+
 def _participant_params(room: dict, event: str, psid: str, identity: str, ts: str, seq: int, **extra) -> dict:
-    return {"AccountSid": ACCOUNT_SID, "RoomSid": room["sid"], "RoomName": room["unique_name"],
-            "RoomStatus": "in-progress", "RoomType": room["type"], "StatusCallbackEvent": event,
-            "ParticipantSid": psid, "ParticipantIdentity": identity, "Timestamp": ts,
-            "SequenceNumber": str(seq), **extra}
+    return {
+        "AccountSid": ACCOUNT_SID,
+        "RoomSid": room["sid"],
+        "RoomName": room["unique_name"],
+        "RoomStatus": "in-progress",
+        "RoomType": room["type"],
+        "StatusCallbackEvent": event,
+        "ParticipantSid": psid,
+        "ParticipantIdentity": identity,
+        "Timestamp": ts,
+        "SequenceNumber": str(seq),
+        **extra,
+    }
 
 
 async def post_callback(s, params: dict) -> None:
     # Twilio signs the public URL it called.
     signature = compute_signature(PUBLIC + s.cfg.callback_path, {k: [v] for k, v in params.items()}, AUTH_TOKEN)
-    async with s.http.post(s.base + s.cfg.callback_path, data=params,
-                           headers={"X-Twilio-Signature": signature}) as resp:
+    async with s.http.post(
+        s.base + s.cfg.callback_path, data=params, headers={"X-Twilio-Signature": signature}
+    ) as resp:
         assert resp.status == 204, await resp.text()
 
 
@@ -381,33 +489,61 @@ async def test_participants_from_signed_callbacks(system):
     t0 = int(time.time()) * 1000
     at = lambda seconds: records.format_ms(t0 + seconds * 1000)  # noqa: E731  callback Timestamp
     shown = lambda seconds: records.format_twilio_date(t0 + seconds * 1000)  # noqa: E731  resource date
-    await post_callback(system, _participant_params(room, "participant-connected", alice, "alice", at(1), 1,
-                                                    ParticipantStatus="connected"))
-    await post_callback(system, _participant_params(room, "participant-connected", bob, "bob", at(2), 2,
-                                                    ParticipantStatus="connected"))
-    await post_callback(system, _participant_params(room, "participant-disconnected", bob, "bob", at(62), 3,
-                                                    ParticipantStatus="disconnected", ParticipantDuration="60"))
+    await post_callback(
+        system,
+        _participant_params(room, "participant-connected", alice, "alice", at(1), 1, ParticipantStatus="connected"),
+    )
+    await post_callback(
+        system, _participant_params(room, "participant-connected", bob, "bob", at(2), 2, ParticipantStatus="connected")
+    )
+    await post_callback(
+        system,
+        _participant_params(
+            room,
+            "participant-disconnected",
+            bob,
+            "bob",
+            at(62),
+            3,
+            ParticipantStatus="disconnected",
+            ParticipantDuration="60",
+        ),
+    )
     docs = system.ingress.follower.index.docs
-    await wait_until(lambda: [p["status"] for p in docs[room["sid"]]["participants"]].count("disconnected") == 1
-                     and len(docs[room["sid"]]["participants"]) == 2)
+    await wait_until(
+        lambda: (
+            [p["status"] for p in docs[room["sid"]]["participants"]].count("disconnected") == 1
+            and len(docs[room["sid"]]["participants"]) == 2
+        )
+    )
 
     base = f"/v1/Rooms/{room['sid']}/Participants"
     status, page = await call(system, "GET", base)  # default for an in-progress room: connected
     assert status == 200 and [p["sid"] for p in page["participants"]] == [alice]
     p = page["participants"][0]
-    assert p == {"sid": alice, "room_sid": room["sid"], "account_sid": ACCOUNT_SID, "status": "connected",
-                 "identity": "alice", "date_created": shown(1), "date_updated": shown(1),
-                 "start_time": shown(1), "end_time": None, "duration": None,
-                 "url": f"{PUBLIC}{base}/{alice}",
-                 "links": {"published_tracks": f"{PUBLIC}{base}/{alice}/PublishedTracks",
-                           "subscribed_tracks": f"{PUBLIC}{base}/{alice}/SubscribedTracks",
-                           "subscribe_rules": f"{PUBLIC}{base}/{alice}/SubscribeRules",
-                           "anonymize": f"{PUBLIC}{base}/{alice}/Anonymize"}}
+    assert p == {
+        "sid": alice,
+        "room_sid": room["sid"],
+        "account_sid": ACCOUNT_SID,
+        "status": "connected",
+        "identity": "alice",
+        "date_created": shown(1),
+        "date_updated": shown(1),
+        "start_time": shown(1),
+        "end_time": None,
+        "duration": None,
+        "url": f"{PUBLIC}{base}/{alice}",
+        "links": {
+            "published_tracks": f"{PUBLIC}{base}/{alice}/PublishedTracks",
+            "subscribed_tracks": f"{PUBLIC}{base}/{alice}/SubscribedTracks",
+            "subscribe_rules": f"{PUBLIC}{base}/{alice}/SubscribeRules",
+            "anonymize": f"{PUBLIC}{base}/{alice}/Anonymize",
+        },
+    }
     assert page["meta"]["key"] == "participants"
 
     status, page = await call(system, "GET", f"/v1/Rooms/{room['unique_name']}/Participants?Status=disconnected")
-    assert [(p["sid"], p["end_time"], p["duration"]) for p in page["participants"]] == [
-        (bob, shown(62), 60)]
+    assert [(p["sid"], p["end_time"], p["duration"]) for p in page["participants"]] == [(bob, shown(62), 60)]
     status, page = await call(system, "GET", f"{base}?Status=connected&Identity=bob")
     assert page["participants"] == []
     status, page = await call(system, "GET", f"{base}?Status=disconnected&DateCreatedAfter={shown(3)}")
@@ -433,6 +569,7 @@ async def test_participants_from_signed_callbacks(system):
 
 # ---------------------------------------------------------------- auth and logs
 
+
 async def test_auth_is_required_everywhere(system, monkeypatch):
     import service.http.middleware as app_module
 
@@ -452,12 +589,16 @@ async def test_auth_is_required_everywhere(system, monkeypatch):
         {"Authorization": "basic"},
     ]
     room = await create(system)
-    requests = [("POST", "/v1/Rooms", {"Type": "bogus"}), ("GET", "/v1/Rooms", None),
-                ("GET", f"/v1/Rooms/{room['sid']}", None), ("GET", "/v1/Rooms/RM" + "0" * 32, None),
-                ("POST", f"/v1/Rooms/{room['sid']}", {"Status": "completed"}),
-                ("GET", f"/v1/Rooms/{room['sid']}/Participants", None),
-                ("GET", f"/v1/Rooms/{room['sid']}/Participants/PA" + "0" * 32, None),
-                ("GET", f"/v1/Rooms/{room['sid']}/Recordings", None)]
+    requests = [
+        ("POST", "/v1/Rooms", {"Type": "bogus"}),
+        ("GET", "/v1/Rooms", None),
+        ("GET", f"/v1/Rooms/{room['sid']}", None),
+        ("GET", "/v1/Rooms/RM" + "0" * 32, None),
+        ("POST", f"/v1/Rooms/{room['sid']}", {"Status": "completed"}),
+        ("GET", f"/v1/Rooms/{room['sid']}/Participants", None),
+        ("GET", f"/v1/Rooms/{room['sid']}/Participants/PA" + "0" * 32, None),
+        ("GET", f"/v1/Rooms/{room['sid']}/Recordings", None),
+    ]
     before = await events_end(system.cfg)
     for headers in secret_headers:
         for method, path, form in requests:
@@ -466,8 +607,7 @@ async def test_auth_is_required_everywhere(system, monkeypatch):
     assert await events_end(system.cfg) == before
 
     # The secondary token (rotation) works too.
-    status, _ = await call(system, "GET", f"/v1/Rooms/{room['sid']}", headers=basic_auth(token=SECONDARY),
-                           auth=False)
+    status, _ = await call(system, "GET", f"/v1/Rooms/{room['sid']}", headers=basic_auth(token=SECONDARY), auth=False)
     assert status == 200
     # Nothing secret reached a log line.
     assert logged, "the request log was expected to record these requests"
@@ -477,6 +617,7 @@ async def test_auth_is_required_everywhere(system, monkeypatch):
 
 
 # ---------------------------------------------------------------- paging helpers (pure)
+
 
 def test_window_by_offset_and_by_token():
     items = list(range(10))
@@ -508,10 +649,12 @@ def test_page_meta_urls():
     meta = page_meta("https://h/v1/Rooms", "rooms", [("Status", "completed")], 1, 2, "TOKEN", win, key)
     assert meta["first_page_url"] == "https://h/v1/Rooms?Status=completed&PageSize=2&Page=0"
     assert meta["url"] == "https://h/v1/Rooms?Status=completed&PageSize=2&Page=1&PageToken=TOKEN"
-    assert meta["next_page_url"] == ("https://h/v1/Rooms?Status=completed&PageSize=2&Page=2&PageToken="
-                                     + encode_token("A", (3,)))
-    assert meta["previous_page_url"] == ("https://h/v1/Rooms?Status=completed&PageSize=2&Page=0&PageToken="
-                                         + encode_token("B", (2,)))
+    assert meta["next_page_url"] == (
+        "https://h/v1/Rooms?Status=completed&PageSize=2&Page=2&PageToken=" + encode_token("A", (3,))
+    )
+    assert meta["previous_page_url"] == (
+        "https://h/v1/Rooms?Status=completed&PageSize=2&Page=0&PageToken=" + encode_token("B", (2,))
+    )
     query = parse_qs(urlsplit(meta["next_page_url"]).query)
     assert decode_token(query["PageToken"][0], (int,)) == ("A", (3,))
     assert meta["key"] == "rooms" and meta["page"] == 1 and meta["page_size"] == 2

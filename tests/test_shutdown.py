@@ -1,5 +1,6 @@
 """SIGTERM during load: readiness first, in-flight requests finish, the producer flushes, exit 0,
 and no callback that got a 2xx is missing from the topic."""
+
 from __future__ import annotations
 
 import asyncio
@@ -11,14 +12,19 @@ import aiohttp
 from service.callbacks.signature import compute_signature
 from service.events.record import callback_event_id, decode, format_ms
 from service.kafka.broker import free_port
-from tests.conftest import read_topic, service_env, wait_ready, wait_until
+from tests.helpers import read_topic, service_env, wait_ready, wait_until
 
 
 async def test_sigterm_under_load_loses_no_acknowledged_callback(settings):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = service_env(settings, ROOMEVENTS_PORT=str(port), ROOMEVENTS_PUBLIC_URL=base,
-                      ROOMEVENTS_DRAIN_DELAY_S="1", ROOMEVENTS_SHUTDOWN_GRACE_S="10")
+    env = service_env(
+        settings,
+        ROOMEVENTS_PORT=str(port),
+        ROOMEVENTS_PUBLIC_URL=base,
+        ROOMEVENTS_DRAIN_DELAY_S="1",
+        ROOMEVENTS_SHUTDOWN_GRACE_S="10",
+    )
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "service.cli", "ingress", env=env)
     url = base + settings.callback_path
     acknowledged: set[str] = set()
@@ -33,12 +39,16 @@ async def test_sigterm_under_load_loses_no_acknowledged_callback(settings):
                 nonlocal refused
                 while True:
                     n = next(counter)
-                    params = {"AccountSid": settings.twilio_account_sid, "RoomSid": f"RM{n % 7:032x}",
-                              "RoomName": f"load-{n % 7}", "StatusCallbackEvent": "participant-connected",
-                              "ParticipantSid": f"PA{n:032x}", "Timestamp": format_ms(1_900_000_000_000 + n),
-                              "SequenceNumber": str(n)}
-                    signature = compute_signature(url, {k: [v] for k, v in params.items()},
-                                                  settings.twilio_auth_token)
+                    params = {
+                        "AccountSid": settings.twilio_account_sid,
+                        "RoomSid": f"RM{n % 7:032x}",
+                        "RoomName": f"load-{n % 7}",
+                        "StatusCallbackEvent": "participant-connected",
+                        "ParticipantSid": f"PA{n:032x}",
+                        "Timestamp": format_ms(1_900_000_000_000 + n),
+                        "SequenceNumber": str(n),
+                    }
+                    signature = compute_signature(url, {k: [v] for k, v in params.items()}, settings.twilio_auth_token)
                     try:
                         async with http.post(url, data=params, headers={"X-Twilio-Signature": signature}) as r:
                             if 200 <= r.status < 300:
@@ -66,8 +76,9 @@ async def test_sigterm_under_load_loses_no_acknowledged_callback(settings):
             proc.kill()
             await proc.wait()
 
-    on_topic = {decode(m.value)["event_id"] for m in await read_topic(settings.kafka_bootstrap_servers,
-                                                                        settings.events_topic)}
+    on_topic = {
+        decode(m.value)["event_id"] for m in await read_topic(settings.kafka_bootstrap_servers, settings.events_topic)
+    }
     missing = acknowledged - on_topic
     assert not missing, f"{len(missing)} acknowledged callbacks missing from the topic"
     assert len(acknowledged) > 300
@@ -76,8 +87,7 @@ async def test_sigterm_under_load_loses_no_acknowledged_callback(settings):
 async def test_ingress_workers_share_the_port_and_stop_cleanly(settings):
     port = free_port()
     base = f"http://127.0.0.1:{port}"
-    env = service_env(settings, ROOMEVENTS_PORT=str(port), ROOMEVENTS_PUBLIC_URL=base,
-                      ROOMEVENTS_WORKERS="2")
+    env = service_env(settings, ROOMEVENTS_PORT=str(port), ROOMEVENTS_PUBLIC_URL=base, ROOMEVENTS_WORKERS="2")
     proc = await asyncio.create_subprocess_exec(sys.executable, "-m", "service.cli", "ingress", env=env)
     url = base + settings.callback_path
     try:
@@ -85,8 +95,11 @@ async def test_ingress_workers_share_the_port_and_stop_cleanly(settings):
             await wait_ready(http, base)
             statuses = []
             for n in range(40):
-                params = {"RoomSid": f"RM{n:032x}", "StatusCallbackEvent": "room-created",
-                          "Timestamp": format_ms(1_900_000_000_000 + n)}
+                params = {
+                    "RoomSid": f"RM{n:032x}",
+                    "StatusCallbackEvent": "room-created",
+                    "Timestamp": format_ms(1_900_000_000_000 + n),
+                }
                 sig = compute_signature(url, {k: [v] for k, v in params.items()}, settings.twilio_auth_token)
                 async with http.post(url, data=params, headers={"X-Twilio-Signature": sig}) as r:
                     statuses.append(r.status)

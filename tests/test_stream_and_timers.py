@@ -1,5 +1,6 @@
 """The SSE stream for dashboards (snapshot, live changes, resume with Last-Event-ID) and the
 materializer's room timers."""
+
 from __future__ import annotations
 
 import asyncio
@@ -8,7 +9,7 @@ import time
 import aiohttp
 import orjson
 
-from tests.conftest import basic_auth, running_system, wait_until
+from tests.helpers import basic_auth, running_system, wait_until
 
 
 async def read_events(response: aiohttp.ClientResponse, until, timeout: float = 20.0) -> list[dict]:
@@ -74,15 +75,20 @@ async def test_stream_requires_auth(settings):
 
 async def test_unused_room_is_ended_by_its_timer(settings):
     # The materializer's clock runs two hours ahead: an unused room's 5-minute timeout has passed.
-    async with running_system(settings, clock=lambda: time.time() + 7200) as (ingress, _), \
-            aiohttp.ClientSession() as http:
-        async with http.post(f"{ingress.url}/v1/Rooms", data={"UniqueName": "lonely", "UnusedRoomTimeout": "3"},
-                             headers=basic_auth()) as resp:
+    async with (
+        running_system(settings, clock=lambda: time.time() + 7200) as (ingress, _),
+        aiohttp.ClientSession() as http,
+    ):
+        async with http.post(
+            f"{ingress.url}/v1/Rooms", data={"UniqueName": "lonely", "UnusedRoomTimeout": "3"}, headers=basic_auth()
+        ) as resp:
             room = await resp.json()
         # With a StatusCallback, Twilio is the authority and reports room-ended itself: no timer.
-        async with http.post(f"{ingress.url}/v1/Rooms",
-                             data={"UniqueName": "watched", "StatusCallback": "https://example.com/cb"},
-                             headers=basic_auth()) as resp:
+        async with http.post(
+            f"{ingress.url}/v1/Rooms",
+            data={"UniqueName": "watched", "StatusCallback": "https://example.com/cb"},
+            headers=basic_auth(),
+        ) as resp:
             watched = await resp.json()
         docs = ingress.follower.index.docs
         await wait_until(lambda: docs[room["sid"]]["status"] == "completed", timeout=20)
@@ -94,13 +100,13 @@ async def test_unused_room_is_ended_by_its_timer(settings):
 
 async def test_timers_can_be_turned_off(settings):
     cfg = settings.with_overrides(timers_enabled=False)
-    async with running_system(cfg, clock=lambda: time.time() + 7200) as (ingress, (service,)), \
-            aiohttp.ClientSession() as http:
+    async with (
+        running_system(cfg, clock=lambda: time.time() + 7200) as (ingress, (service,)),
+        aiohttp.ClientSession() as http,
+    ):
         async with http.post(f"{ingress.url}/v1/Rooms", data={"UniqueName": "kept"}, headers=basic_auth()) as resp:
             sid = (await resp.json())["sid"]
-        service.materializer._last_timer_scan = 0.0  # the scan runs now, not a second from now
-        async with service.materializer.batch_lock:
-            await service.materializer.maybe_fire_timers()
+        await service.materializer.scan_timers_now()  # the scan runs now, not a second from now
         await wait_until(lambda: service.materializer.ready)
         assert ingress.follower.index.docs[sid]["status"] == "in-progress"
         assert service.materializer.timers_sent == set()

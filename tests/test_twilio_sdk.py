@@ -3,6 +3,7 @@
 The SDK is synchronous (requests): every call runs in a worker thread (asyncio.to_thread) so the
 in-process ingress and materializer keep running on the event loop.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,13 +13,13 @@ from datetime import datetime, timedelta, timezone
 
 import aiohttp
 import pytest
-from twilio.base.exceptions import TwilioRestException
+from twilio.base.exceptions import TwilioException, TwilioRestException
 from twilio.rest import Client
 
 from service.callbacks.signature import compute_signature
 from service.events.record import format_ms
 from service.kafka.topics import ensure_topics
-from tests.conftest import ACCOUNT_SID, AUTH_TOKEN, make_settings, running_system, wait_until
+from tests.helpers import ACCOUNT_SID, AUTH_TOKEN, make_settings, running_system, wait_until
 
 TYPES = {"group": 50, "group-small": 4, "peer-to-peer": 10, "go": 2}
 
@@ -71,16 +72,35 @@ async def test_rooms_through_the_sdk(system):
         created[room_type] = room
 
     # Every parameter as the SDK serializes it (booleans, repeated VideoCodecs, JSON RecordingRules).
-    full = await run(rooms.create, type="group", unique_name=f"{prefix}-full", audio_only=True, enable_turn=True,
-                     status_callback="https://example.com/callbacks", status_callback_method="POST",
-                     max_participants=20, max_participant_duration=3600, empty_room_timeout=10,
-                     unused_room_timeout=15, large_room=False, record_participants_on_connect=True,
-                     video_codecs=["VP8", "H264"], media_region="ie1",
-                     recording_rules={"rules": [{"type": "include", "kind": "audio"}]})
-    assert (full.audio_only, full.video_codecs, full.media_region, full.max_participants,
-            full.max_participant_duration, full.empty_room_timeout, full.unused_room_timeout,
-            full.record_participants_on_connect, full.status_callback) == (
-        True, [], "ie1", 20, 3600, 10, 15, True, "https://example.com/callbacks")
+    full = await run(
+        rooms.create,
+        type="group",
+        unique_name=f"{prefix}-full",
+        audio_only=True,
+        enable_turn=True,
+        status_callback="https://example.com/callbacks",
+        status_callback_method="POST",
+        max_participants=20,
+        max_participant_duration=3600,
+        empty_room_timeout=10,
+        unused_room_timeout=15,
+        large_room=False,
+        record_participants_on_connect=True,
+        video_codecs=["VP8", "H264"],
+        media_region="ie1",
+        recording_rules={"rules": [{"type": "include", "kind": "audio"}]},
+    )
+    assert (
+        full.audio_only,
+        full.video_codecs,
+        full.media_region,
+        full.max_participants,
+        full.max_participant_duration,
+        full.empty_room_timeout,
+        full.unused_room_timeout,
+        full.record_participants_on_connect,
+        full.status_callback,
+    ) == (True, [], "ie1", 20, 3600, 10, 15, True, "https://example.com/callbacks")
     plain = await run(rooms.create)  # no parameters at all
     assert plain.unique_name == plain.sid and plain.type == "group"
 
@@ -116,8 +136,7 @@ async def test_rooms_through_the_sdk(system):
 
     assert [r.sid for r in await run(rooms.list, status="completed")] == [created["go"].sid]
     assert [r.sid for r in await run(rooms.list, unique_name=f"{prefix}-go")] == [again.sid]
-    assert [r.sid for r in await run(rooms.list, unique_name=f"{prefix}-go", status="completed")] == [
-        created["go"].sid]
+    assert [r.sid for r in await run(rooms.list, unique_name=f"{prefix}-go", status="completed")] == [created["go"].sid]
     # DateCreatedAfter/Before as the SDK sends them (YYYY-MM-DDTHH:MM:SSZ): [after, before).
     assert {r.sid for r in await run(rooms.list, date_created_after=started)} == in_progress
     assert await run(rooms.list, date_created_after=started + timedelta(hours=1)) == []
@@ -143,15 +162,26 @@ async def test_participants_through_the_sdk(system):
     alice, bob = "PA" + uuid.uuid4().hex, "PA" + uuid.uuid4().hex
     now_ms = int(datetime.now(timezone.utc).timestamp()) * 1000
     url = f"{ingress.url}{cfg.callback_path}"
-    events = [("participant-connected", alice, "alice", 1), ("participant-connected", bob, "bob", 2),
-              ("participant-disconnected", bob, "bob", 30)]
+    events = [
+        ("participant-connected", alice, "alice", 1),
+        ("participant-connected", bob, "bob", 2),
+        ("participant-disconnected", bob, "bob", 30),
+    ]
     async with aiohttp.ClientSession() as http:
         for seq, (event, psid, identity, offset_s) in enumerate(events, 1):
-            params = {"AccountSid": ACCOUNT_SID, "RoomSid": room.sid, "RoomName": room.unique_name,
-                      "RoomStatus": "in-progress", "RoomType": "group", "StatusCallbackEvent": event,
-                      "ParticipantSid": psid, "ParticipantIdentity": identity,
-                      "ParticipantStatus": "disconnected" if "dis" in event else "connected",
-                      "Timestamp": format_ms(now_ms + offset_s * 1000), "SequenceNumber": str(seq)}
+            params = {
+                "AccountSid": ACCOUNT_SID,
+                "RoomSid": room.sid,
+                "RoomName": room.unique_name,
+                "RoomStatus": "in-progress",
+                "RoomType": "group",
+                "StatusCallbackEvent": event,
+                "ParticipantSid": psid,
+                "ParticipantIdentity": identity,
+                "ParticipantStatus": "disconnected" if "dis" in event else "connected",
+                "Timestamp": format_ms(now_ms + offset_s * 1000),
+                "SequenceNumber": str(seq),
+            }
             if "dis" in event:
                 params["ParticipantDuration"] = "28"
             signature = compute_signature(url, {k: [v] for k, v in params.items()}, AUTH_TOKEN)
@@ -172,3 +202,98 @@ async def test_participants_through_the_sdk(system):
     await expect_error(404, 20404, participants("PA" + "0" * 32).fetch)
     by_name = await run(client.video.v1.rooms(room.unique_name).participants.list, identity="alice")
     assert [p.sid for p in by_name] == [alice]
+
+
+async def test_recordings_rules_and_transcriptions_through_the_sdk(system):
+    """Every sub-resource a room links to answers the SDK: recordings (from recording-* callbacks),
+    recording rules (from the create parameters), transcriptions (empty)."""
+    cfg, ingress = system
+    client = sdk(ingress.url)
+    rooms = client.video.v1.rooms
+    room = await run(rooms.create, unique_name=f"rec-{uuid.uuid4().hex[:8]}", record_participants_on_connect=True)
+    plain = await run(rooms.create)
+    ruled = await run(rooms.create, recording_rules={"rules": [{"type": "include", "kind": "audio"}]})
+    assert await run(room.recordings.list) == []  # from the room instance, as an SDK user would
+
+    psid, audio, video = "PA" + uuid.uuid4().hex, "RT" + uuid.uuid4().hex, "RT" + uuid.uuid4().hex
+    mic, cam = "MT" + uuid.uuid4().hex, "MT" + uuid.uuid4().hex
+    now_ms = int(datetime.now(timezone.utc).timestamp()) * 1000
+    url = f"{ingress.url}{cfg.callback_path}"
+    events = [
+        ("recording-started", audio, mic, "audio", "OPUS", "mka", 1, {}),
+        ("recording-started", video, cam, "video", "VP8", "mkv", 2, {}),
+        (
+            "recording-completed",
+            audio,
+            mic,
+            "audio",
+            "OPUS",
+            "mka",
+            40,
+            {"Duration": "38", "Size": "123456", "MediaUri": f"/v1/Recordings/{audio}/Media"},
+        ),
+    ]
+    async with aiohttp.ClientSession() as http:
+        for seq, (event, rsid, source, kind, codec, container, offset_s, extra) in enumerate(events, 1):
+            params = {
+                "AccountSid": ACCOUNT_SID,
+                "RoomSid": room.sid,
+                "RoomName": room.unique_name,
+                "RoomType": "group",
+                "StatusCallbackEvent": event,
+                "RecordingSid": rsid,
+                "ParticipantSid": psid,
+                "ParticipantIdentity": "alice",
+                "SourceSid": source,
+                "TrackName": kind,
+                "Container": container,
+                "Codec": codec,
+                "Type": kind,
+                "OffsetFromTwilioVideoEpoch": "1000",
+                "RecordingUri": f"/v1/Recordings/{rsid}",
+                "Timestamp": format_ms(now_ms + offset_s * 1000),
+                "SequenceNumber": str(seq),
+            } | extra
+            signature = compute_signature(url, {k: [v] for k, v in params.items()}, AUTH_TOKEN)
+            async with http.post(url, data=params, headers={"X-Twilio-Signature": signature}) as resp:
+                assert resp.status == 204, await resp.text()
+    docs = ingress.follower.index.docs
+    await wait_until(lambda: {r["status"] for r in docs[room.sid]["recordings"]} == {"completed", "processing"})
+
+    recordings = client.video.v1.rooms(room.sid).recordings
+    listed = await run(recordings.list)
+    assert [(r.sid, r.status, r.type, r.codec, r.container_format, r.source_sid) for r in listed] == [
+        (audio, "completed", "audio", "OPUS", "mka", mic),
+        (video, "processing", "video", "VP8", "mkv", cam),
+    ]
+    done = listed[0]
+    assert (done.duration, done.size, done.room_sid, done.track_name, done.offset) == (
+        38,
+        123456,
+        room.sid,
+        "audio",
+        1000,
+    )
+    assert done.grouping_sids == {"room_sid": room.sid, "participant_sid": psid}
+    assert isinstance(done.date_created, datetime) and done.date_created.timestamp() == (now_ms + 1000) / 1000
+    assert done.links == {"media": f"https://video.twilio.com/v1/Recordings/{audio}/Media"}
+    assert [r.sid for r in await run(recordings.list, status="completed")] == [audio]
+    assert [r.sid for r in await run(recordings.list, source_sid=cam)] == [video]
+    assert [r.sid for r in await run(recordings.list, page_size=1)] == [audio, video]  # follows next_page_url
+    fetched = await run(recordings(video).fetch)
+    assert (fetched.sid, fetched.status, fetched.duration, fetched.links) == (video, "processing", None, {})
+    await expect_error(404, 20404, recordings("RT" + "0" * 32).fetch)
+
+    # Recording rules: from RecordParticipantsOnConnect, from RecordingRules, or none.
+    rules = await run(client.video.v1.rooms(room.sid).recording_rules.fetch)
+    assert (rules.room_sid, rules.rules) == (room.sid, [{"type": "include", "all": True}])
+    assert isinstance(rules.date_created, datetime)
+    assert (await run(client.video.v1.rooms(ruled.sid).recording_rules.fetch)).rules == [
+        {"type": "include", "kind": "audio"}
+    ]
+    assert (await run(client.video.v1.rooms(plain.sid).recording_rules.fetch)).rules == []
+
+    # Transcriptions: an empty list until a provider sends them.
+    assert await run(client.video.v1.rooms(room.sid).transcriptions.list) == []
+    with pytest.raises(TwilioException, match="HTTP 404"):  # the SDK's list raises this for any non-200
+        await run(client.video.v1.rooms("RM" + "0" * 32).transcriptions.list)

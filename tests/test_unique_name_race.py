@@ -6,6 +6,7 @@ How it holds (service/state/book.py, service/http/rooms.py): every create for a 
 the name, so all of them land on one partition; the materializer owning it lets the first in log
 order win and marks the others failed; each ingress answers from the document for its own SID.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -17,24 +18,28 @@ from service.kafka.topics import ensure_topics
 from service.metrics import Metrics
 from service.runtime import IngressServer
 from service.state.book import UNIQUE_NAME_TAKEN
-from tests.conftest import basic_auth, make_settings, running_system, wait_until
+from tests.helpers import basic_auth, make_settings, running_system, wait_until
 
 REQUESTS_PER_INGRESS = 6
 ROUNDS = 4
 
 
 async def _create(http: aiohttp.ClientSession, base: str, unique: str, room_type: str) -> tuple[int, dict]:
-    async with http.post(f"{base}/v1/Rooms", data={"UniqueName": unique, "Type": room_type},
-                         headers=basic_auth()) as resp:
+    async with http.post(
+        f"{base}/v1/Rooms", data={"UniqueName": unique, "Type": room_type}, headers=basic_auth()
+    ) as resp:
         return resp.status, await resp.json()
 
 
 async def _race(http, bases: list[str], unique: str) -> tuple[str, list[tuple[int, dict]]]:
     """Fire the creates at every ingress at once; returns the winner's ingress and SID."""
-    calls = [(base, _create(http, base, unique, ("group", "go", "peer-to-peer")[i % 3]))
-             for i in range(REQUESTS_PER_INGRESS) for base in bases]
+    calls = [
+        (base, _create(http, base, unique, ("group", "go", "peer-to-peer")[i % 3]))
+        for i in range(REQUESTS_PER_INGRESS)
+        for base in bases
+    ]
     results = await asyncio.gather(*(c for _, c in calls))
-    created = [(base, body) for (base, _), (status, body) in zip(calls, results) if status == 201]
+    created = [(base, body) for (base, _), (status, body) in zip(calls, results, strict=True) if status == 201]
     refused = [(status, body) for status, body in results if status != 201]
     assert len(created) == 1, results
     assert all(status == 400 and body["code"] == 53113 for status, body in refused), refused
@@ -62,15 +67,23 @@ async def test_concurrent_creates_at_two_ingresses_yield_one_room(kafka_bootstra
                     async with http.get(f"{winner_base}/v1/Rooms/{unique}", headers=basic_auth()) as resp:
                         assert resp.status == 200 and (await resp.json())["sid"] == sid
                     for ingress in ingresses.values():
-                        await wait_until(lambda: (ingress.follower.index.in_progress_with_name(unique) or {})
-                                         .get("sid") == sid)
+                        await wait_until(
+                            lambda ingress=ingress, unique=unique, sid=sid: (
+                                (ingress.follower.index.in_progress_with_name(unique) or {}).get("sid") == sid
+                            )
+                        )
 
                     # Completed: the name is free again, and again exactly one create wins.
-                    async with http.post(f"{bases[round_number % 2]}/v1/Rooms/{sid}", data={"Status": "completed"},
-                                         headers=basic_auth()) as resp:
+                    async with http.post(
+                        f"{bases[round_number % 2]}/v1/Rooms/{sid}", data={"Status": "completed"}, headers=basic_auth()
+                    ) as resp:
                         assert resp.status == 202, await resp.text()
                     other = bases[(round_number + 1) % 2]
-                    await wait_until(lambda: ingresses[other].follower.index.in_progress_with_name(unique) is None)
+                    await wait_until(
+                        lambda other=other, unique=unique: (
+                            ingresses[other].follower.index.in_progress_with_name(unique) is None
+                        )
+                    )
                     _, again = await _race(http, bases, unique)
                     assert again != sid
 

@@ -29,6 +29,7 @@ Decisions (deliberate, tested):
 * ``params`` merge order: query parameters first, then body parameters; every value is kept
   in arrival order (multi-values). ``params`` and ``body_params`` never share list objects.
 """
+
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
@@ -99,9 +100,7 @@ def _parse_urlencoded(text: str, where: str) -> list[tuple[str, str]]:
     try:
         return parse_qsl(text, keep_blank_values=True, errors="strict")
     except UnicodeDecodeError:
-        raise CallbackParseError(
-            400, f"{where} contains percent-encoded bytes that are not valid UTF-8"
-        ) from None
+        raise CallbackParseError(400, f"{where} contains percent-encoded bytes that are not valid UTF-8") from None
     except ValueError as exc:  # defensive: parse_qsl limits
         raise CallbackParseError(400, f"{where} cannot be parsed: {exc}") from None
 
@@ -129,9 +128,7 @@ def parse_callback(
 ) -> ParsedCallback:
     """Parse a callback request. Raises :class:`CallbackParseError` (see module docstring)."""
     if len(body) > max_body:
-        raise CallbackParseError(
-            413, f"request body too large: {len(body)} bytes (limit {max_body})"
-        )
+        raise CallbackParseError(413, f"request body too large: {len(body)} bytes (limit {max_body})")
     if method not in ALLOWED_METHODS and method.upper() not in ALLOWED_METHODS:
         raise CallbackParseError(405, f"method {method} not allowed")
 
@@ -150,9 +147,7 @@ def parse_callback(
     if media == JSON_CONTENT_TYPE:
         json_body = True
     if charset is not None and charset not in _UTF8_CHARSETS and body:
-        raise CallbackParseError(
-            415, f"unsupported charset {charset!r}: callbacks must be UTF-8"
-        )
+        raise CallbackParseError(415, f"unsupported charset {charset!r}: callbacks must be UTF-8")
 
     if not body:
         return ParsedCallback(params, body_params, json_body)
@@ -179,9 +174,7 @@ def parse_callback(
         except orjson.JSONDecodeError as exc:
             raise CallbackParseError(400, f"invalid JSON body: {exc}") from None
         if not isinstance(doc, dict):
-            raise CallbackParseError(
-                400, f"JSON body must be an object, not {type(doc).__name__}"
-            )
+            raise CallbackParseError(400, f"JSON body must be an object, not {type(doc).__name__}")
         for name, value in doc.items():
             text_value = _json_text(value)
             values = params.get(name)
@@ -193,8 +186,7 @@ def parse_callback(
         shown = content_type if content_type else "(none)"
         raise CallbackParseError(
             415,
-            f"unsupported content type {shown}: expected {FORM_CONTENT_TYPE} "
-            f"or {JSON_CONTENT_TYPE}",
+            f"unsupported content type {shown}: expected {FORM_CONTENT_TYPE} or {JSON_CONTENT_TYPE}",
         )
     return ParsedCallback(params, body_params, json_body)
 
@@ -204,6 +196,4 @@ def require(params: Mapping[str, Sequence[str]], names: Iterable[str]) -> None:
     name in ``names`` (in that order) that is absent or has only empty values."""
     missing = [n for n in names if not any(params.get(n) or ())]
     if missing:
-        raise CallbackParseError(
-            400, "missing required parameter(s): " + ", ".join(missing)
-        )
+        raise CallbackParseError(400, "missing required parameter(s): " + ", ".join(missing))

@@ -50,6 +50,7 @@ to each attempt after the URL variant, so trying 3 variants x 2 tokens costs ~6 
 finalisations (~1 µs each). ``url_variants`` is memoised (the callback URL is usually the same
 for every POST callback). Module-level functions are thin wrappers over a cached verifier.
 """
+
 from __future__ import annotations
 
 import base64
@@ -221,8 +222,7 @@ class SignatureVerifier:
         if not keys:
             raise ValueError("SignatureVerifier needs at least one non-empty token")
         self._keyed: dict[str, tuple[hmac.HMAC, ...]] = {
-            alg: tuple(hmac.new(k, digestmod=digest) for k in keys)
-            for alg, digest in _DIGESTS.items()
+            alg: tuple(hmac.new(k, digestmod=digest) for k in keys) for alg, digest in _DIGESTS.items()
         }
 
     def verify(
@@ -249,9 +249,7 @@ class SignatureVerifier:
         if body_hash is not None:
             if body is None:
                 return False
-            if not hmac.compare_digest(
-                body_sha256(body).encode("ascii"), _encode(body_hash)
-            ):
+            if not hmac.compare_digest(body_sha256(body).encode("ascii"), _encode(body_hash)):
                 return False
             suffix = b""
         elif body is not None:
@@ -287,9 +285,7 @@ def _cached_verifier(tokens: tuple[str | bytes | None, ...]) -> SignatureVerifie
 # --------------------------------------------------------------------------- module API
 
 
-def compute_signature(
-    url: str, params: Params | None, token: str, algorithm: str = HMAC_SHA1
-) -> str:
+def compute_signature(url: str, params: Params | None, token: str, algorithm: str = HMAC_SHA1) -> str:
     """The signature Twilio would send for ``url`` + form ``params`` (no URL variants)."""
     digest = _DIGESTS.get((algorithm or HMAC_SHA1).upper())
     if digest is None:

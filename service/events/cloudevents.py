@@ -1,4 +1,5 @@
 """CloudEvents 1.0 Kafka protocol binding, binary mode: attributes as `ce_*` headers, data as value."""
+
 from __future__ import annotations
 
 from typing import Any, Mapping
@@ -12,8 +13,9 @@ TYPE_PREFIX = "io.roomevents."
 EVENT_DATASCHEMA = SCHEMA_ID
 
 
-def headers(ce_id: str, ce_type: str, ce_source: str, ce_time: str, subject: str | None = None,
-            dataschema: str | None = None) -> list[tuple[str, bytes]]:
+def headers(
+    ce_id: str, ce_type: str, ce_source: str, ce_time: str, subject: str | None = None, dataschema: str | None = None
+) -> list[tuple[str, bytes]]:
     out = [
         ("ce_specversion", SPECVERSION),
         ("ce_id", ce_id.encode()),
@@ -33,14 +35,23 @@ def event_headers(record: Mapping[str, Any]) -> list[tuple[str, bytes]]:
     """Headers for an events-topic record: id = event_id (dedupe key), type = io.roomevents.room-event.<type>,
     source = /roomevents/<account_sid>/<source>, time = occurred_at, subject = room SID,
     dataschema = the record schema's $id."""
-    return headers(record["event_id"], "room-event." + record["type"],
-                   f"/roomevents/{record.get('account_sid') or 'unknown'}/{record['source']}",
-                   record["occurred_at"], record["room_sid"], EVENT_DATASCHEMA)
+    return headers(
+        record["event_id"],
+        "room-event." + record["type"],
+        f"/roomevents/{record.get('account_sid') or 'unknown'}/{record['source']}",
+        record["occurred_at"],
+        record["room_sid"],
+        EVENT_DATASCHEMA,
+    )
 
 
 def state_headers(doc: Mapping[str, Any]) -> list[tuple[str, bytes]]:
     """Headers for a state-topic record (the full room document)."""
     last = doc.get("last_event") or {}
-    return headers(f"{doc['sid']}:{last.get('event_id', '')}", "room-state.changed",
-                   f"/roomevents/{doc.get('account_sid') or 'unknown'}/materializer",
-                   doc.get("date_updated_ms_iso") or last.get("occurred_at") or "", doc["sid"])
+    return headers(
+        f"{doc['sid']}:{last.get('event_id', '')}",
+        "room-state.changed",
+        f"/roomevents/{doc.get('account_sid') or 'unknown'}/materializer",
+        doc.get("date_updated_ms_iso") or last.get("occurred_at") or "",
+        doc["sid"],
+    )

@@ -12,10 +12,12 @@ never moving a room backwards) and only then are its offsets committed. So:
   its committed offset.
 
 Skipped, with their offsets committed: tombstones (value None: the room left the hot state, its row
-stays), records whose key starts with "__" (checkpoints of the materializer), and records that are
-not room documents (logged). A document the database refuses (retrying cannot help) is logged and
+stays), records whose key starts with "__" (reserved for records that are not rooms, as
+service/kafka/checkpoints.py RESERVED_PREFIX; metric reason "checkpoint"), and records that are not
+room documents (logged). A document the database refuses (retrying cannot help) is logged and
 skipped alone; the rest of its batch is written.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -44,13 +46,13 @@ class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, owner: "Archive") -> None:
         self.owner = owner
 
-    async def on_partitions_revoked(self, revoked):
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
         self.owner.generation += 1
         for tp in revoked:
             self.owner.metrics.forget_archive_partition(tp.partition)
             self.owner.positions.pop(tp.partition, None)
 
-    async def on_partitions_assigned(self, assigned):
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         self.owner.generation += 1
         self.owner.assigned = True
         log.info("archive partitions assigned", partitions=sorted(tp.partition for tp in assigned))
@@ -90,8 +92,12 @@ class Archive:
         )
         await self.consumer.start()
         self.consumer.subscribe([self.settings.state_topic], listener=_Rebalance(self))
-        log.info("archive started", topic=self.settings.state_topic, group=self.settings.archive_group,
-                 database=self.store.where)
+        log.info(
+            "archive started",
+            topic=self.settings.state_topic,
+            group=self.settings.archive_group,
+            database=self.store.where,
+        )
 
     @property
     def paused(self) -> bool:
@@ -135,8 +141,12 @@ class Archive:
                 self.migrated = True
                 return True
             except HistoryUnavailable as exc:
-                log.error("history store unavailable: cannot apply the schema yet; retrying", database=self.store.where,
-                          error=str(exc), retry_in_s=delay)
+                log.error(
+                    "history store unavailable: cannot apply the schema yet; retrying",
+                    database=self.store.where,
+                    error=str(exc),
+                    retry_in_s=delay,
+                )
                 self.metrics.archive_paused.set(1)
                 await self._pause_for(delay)
                 delay = min(delay * 2, MAX_RETRY_S)
@@ -189,8 +199,13 @@ class Archive:
                     rows.check_document(doc)
                 except (orjson.JSONDecodeError, rows.NotARoomDocument) as exc:
                     self.metrics.archive_skipped.labels("invalid").inc()
-                    log.error("state record is not a room document; not archived", partition=tp.partition,
-                              offset=message.offset, key=key[:80], error=str(exc))
+                    log.error(
+                        "state record is not a room document; not archived",
+                        partition=tp.partition,
+                        offset=message.offset,
+                        key=key[:80],
+                        error=str(exc),
+                    )
                     continue
                 if b"\\u0000" in message.value:
                     doc = rows.strip_nul(doc)  # jsonb cannot hold U+0000
@@ -212,17 +227,30 @@ class Archive:
                 if self.paused_since is None:
                     self.paused_since = time.monotonic()
                     self.metrics.archive_paused.set(1)
-                    log.error("history store unavailable: archive paused (nothing committed; the batch is retried)",
-                              database=self.store.where, error=str(exc), rooms=len(docs), retry_in_s=delay)
+                    log.error(
+                        "history store unavailable: archive paused (nothing committed; the batch is retried)",
+                        database=self.store.where,
+                        error=str(exc),
+                        rooms=len(docs),
+                        retry_in_s=delay,
+                    )
                 else:
-                    log.warning("history store still unavailable; retrying", error=str(exc), attempt=attempts,
-                                paused_s=round(time.monotonic() - self.paused_since, 1), retry_in_s=delay)
+                    log.warning(
+                        "history store still unavailable; retrying",
+                        error=str(exc),
+                        attempt=attempts,
+                        paused_s=round(time.monotonic() - self.paused_since, 1),
+                        retry_in_s=delay,
+                    )
                 await self._pause_for(delay)
                 delay = min(delay * 2, MAX_RETRY_S)
                 continue
             if self.paused_since is not None:
-                log.info("history store back: archive resumed", paused_s=round(time.monotonic() - self.paused_since, 1),
-                         attempts=attempts)
+                log.info(
+                    "history store back: archive resumed",
+                    paused_s=round(time.monotonic() - self.paused_since, 1),
+                    attempts=attempts,
+                )
                 self.paused_since = None
                 self.metrics.archive_paused.set(0)
                 if self.consumer is not None:
@@ -243,8 +271,9 @@ class Archive:
                 written += await self.store.upsert([doc])
             except BadDocument as exc:
                 self.metrics.archive_skipped.labels("refused").inc()
-                log.error("room document refused by the history store; skipped", room_sid=doc.get("sid"),
-                          error=str(exc))
+                log.error(
+                    "room document refused by the history store; skipped", room_sid=doc.get("sid"), error=str(exc)
+                )
         return written
 
     async def _commit(self, offsets: dict[TopicPartition, int]) -> None:
@@ -286,9 +315,15 @@ class Archive:
                 self.metrics.archive_lag.labels(str(tp.partition)).set(max(0, highwater - position))
 
     def status(self) -> dict[str, Any]:
-        return {"ready": self.ready, "partitions": sorted(tp.partition for tp in self.consumer.assignment())
-                if self.consumer is not None else [], "paused": self.paused, "migrated": self.migrated,
-                "rows_written": self.written}
+        return {
+            "ready": self.ready,
+            "partitions": sorted(tp.partition for tp in self.consumer.assignment())
+            if self.consumer is not None
+            else [],
+            "paused": self.paused,
+            "migrated": self.migrated,
+            "rows_written": self.written,
+        }
 
 
 async def migrate_once(settings: Settings) -> list[str]:

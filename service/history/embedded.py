@@ -13,6 +13,7 @@ and every folder above it must be enterable by it (checked, with a clear error).
 The server trusts connections from loopback only (listen_addresses=127.0.0.1, no password): it is a
 developer's and a test run's private database, never a production one.
 """
+
 from __future__ import annotations
 
 import glob
@@ -51,16 +52,20 @@ def locate_binaries() -> str:
         if not _complete(override):
             raise EmbeddedPostgresError(f"{BIN_ENV}={override!r} does not hold executable {', '.join(_NEEDED)}")
         return override
-    versions = sorted(glob.glob("/usr/lib/postgresql/*/bin"),
-                      key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0, reverse=True)
+    versions = sorted(
+        glob.glob("/usr/lib/postgresql/*/bin"),
+        key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+        reverse=True,
+    )
     for folder in versions:
         if _complete(folder):
             return folder
     pg_config = shutil.which("pg_config")
     if pg_config:
         try:
-            found = _complete(subprocess.run([pg_config, "--bindir"], capture_output=True, text=True,
-                                             timeout=10).stdout.strip())
+            found = _complete(
+                subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, timeout=10).stdout.strip()
+            )
         except (OSError, subprocess.SubprocessError):
             found = None
         if found:
@@ -73,7 +78,8 @@ def locate_binaries() -> str:
                 return found
     raise EmbeddedPostgresError(
         "no PostgreSQL server binaries: install PostgreSQL (apt-get install postgresql), `pip install pgserver`, "
-        f"or set {BIN_ENV} to a folder holding {', '.join(_NEEDED)}")
+        f"or set {BIN_ENV} to a folder holding {', '.join(_NEEDED)}"
+    )
 
 
 def free_port(host: str = "127.0.0.1") -> int:
@@ -104,8 +110,10 @@ def server_user() -> RunAs:
         except KeyError:
             continue
         return RunAs(entry.pw_uid, entry.pw_gid, name)
-    raise EmbeddedPostgresError("running as root and there is neither a `postgres` nor a `nobody` user to run "
-                                "PostgreSQL as (initdb and postgres refuse root)")
+    raise EmbeddedPostgresError(
+        "running as root and there is neither a `postgres` nor a `nobody` user to run "
+        "PostgreSQL as (initdb and postgres refuse root)"
+    )
 
 
 def _enterable_by(path: Path, user: RunAs) -> Path | None:
@@ -133,8 +141,9 @@ class EmbeddedPostgres:
     `stop(mode)` stops it ("fast" by default; "immediate" is a crash as far as clients can tell).
     """
 
-    def __init__(self, data_dir: str | os.PathLike, *, port: int | None = None, log_path: str | None = None,
-                 durable: bool = True) -> None:
+    def __init__(
+        self, data_dir: str | os.PathLike, *, port: int | None = None, log_path: str | None = None, durable: bool = True
+    ) -> None:
         self.data_dir = Path(data_dir).absolute()
         self.port = port
         self.log_path = Path(log_path) if log_path else self.data_dir.with_name(self.data_dir.name + ".log")
@@ -158,11 +167,19 @@ class EmbeddedPostgres:
         kwargs = {}
         if self.user.switches:
             kwargs = {"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
-        result = subprocess.run(args, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                                cwd=self.data_dir.parent, **kwargs)
+        result = subprocess.run(
+            args,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            stdin=subprocess.DEVNULL,
+            cwd=self.data_dir.parent,
+            **kwargs,
+        )
         if check and result.returncode != 0:
-            raise EmbeddedPostgresError(f"{Path(args[0]).name} failed ({result.returncode}): "
-                                        f"{(result.stderr or result.stdout).strip()[-2000:]}")
+            raise EmbeddedPostgresError(
+                f"{Path(args[0]).name} failed ({result.returncode}): {(result.stderr or result.stdout).strip()[-2000:]}"
+            )
         return result
 
     def _prepare_folder(self) -> None:
@@ -172,7 +189,8 @@ class EmbeddedPostgres:
         if blocked is not None:
             raise EmbeddedPostgresError(
                 f"PostgreSQL runs as {self.user.name!r} (not root) and cannot enter {blocked}: choose a data folder "
-                f"{self.user.name!r} can reach, or make {blocked} enterable (chmod o+x)")
+                f"{self.user.name!r} can reach, or make {blocked} enterable (chmod o+x)"
+            )
         if not self.data_dir.exists():
             self.data_dir.mkdir(mode=0o700)
         if self.user.switches:
@@ -183,8 +201,16 @@ class EmbeddedPostgres:
         if self.initialized:
             return
         self._prepare_folder()
-        args = [os.path.join(self.bin, "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
-                "--auth=trust", "--encoding=UTF8", "--no-locale"]
+        args = [
+            os.path.join(self.bin, "initdb"),
+            "-D",
+            str(self.data_dir),
+            "-U",
+            SUPERUSER,
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-locale",
+        ]
         if not self.durable:
             args.append("--no-sync")
         self._run(args)
@@ -215,8 +241,14 @@ class EmbeddedPostgres:
             self._create_database()
             return self
         self.port = self.port or free_port()
-        settings = {"listen_addresses": "127.0.0.1", "port": str(self.port), "unix_socket_directories": "",
-                    "max_connections": "200", "shared_buffers": "32MB", "logging_collector": "off"}
+        settings = {
+            "listen_addresses": "127.0.0.1",
+            "port": str(self.port),
+            "unix_socket_directories": "",
+            "max_connections": "200",
+            "shared_buffers": "32MB",
+            "logging_collector": "off",
+        }
         if not self.durable:
             settings |= {"fsync": "off", "synchronous_commit": "off", "full_page_writes": "off"}
         args = [os.path.join(self.bin, "postgres"), "-D", str(self.data_dir)]
@@ -227,8 +259,15 @@ class EmbeddedPostgres:
             kwargs = {"user": self.user.uid, "group": self.user.gid, "extra_groups": []}
         log = open(self.log_path, "ab")
         try:
-            self.process = subprocess.Popen(args, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            cwd=self.data_dir, start_new_session=True, **kwargs)
+            self.process = subprocess.Popen(
+                args,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                cwd=self.data_dir,
+                start_new_session=True,
+                **kwargs,
+            )
         finally:
             log.close()
         self._wait_ready(timeout)
@@ -240,8 +279,9 @@ class EmbeddedPostgres:
         pid_file = self.data_dir / "postmaster.pid"
         while time.monotonic() < deadline:
             if self.process is not None and self.process.poll() is not None:
-                raise EmbeddedPostgresError(f"postgres exited with {self.process.returncode}; see {self.log_path}: "
-                                            + self._log_tail())
+                raise EmbeddedPostgresError(
+                    f"postgres exited with {self.process.returncode}; see {self.log_path}: " + self._log_tail()
+                )
             try:
                 lines = pid_file.read_text().splitlines()
             except OSError:
@@ -268,14 +308,23 @@ class EmbeddedPostgres:
             raise EmbeddedPostgresError(f"no psql next to postgres in {self.bin}")
         base = ["-h", "127.0.0.1", "-p", str(self.port), "-U", SUPERUSER, "-X", "-q", "-t", "-A"]
         env = os.environ | {"PGCONNECT_TIMEOUT": "10"}
-        exists = subprocess.run([psql, *base, "-d", "postgres", "-c",
-                                 f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"],
-                                capture_output=True, text=True, env=env, timeout=30)
+        exists = subprocess.run(
+            [psql, *base, "-d", "postgres", "-c", f"SELECT 1 FROM pg_database WHERE datname = '{DATABASE}'"],
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=30,
+        )
         if exists.returncode != 0:
             raise EmbeddedPostgresError(f"psql failed: {exists.stderr.strip()}")
         if exists.stdout.strip() != "1":
-            made = subprocess.run([psql, *base, "-d", "postgres", "-c", f'CREATE DATABASE "{DATABASE}"'],
-                                  capture_output=True, text=True, env=env, timeout=30)
+            made = subprocess.run(
+                [psql, *base, "-d", "postgres", "-c", f'CREATE DATABASE "{DATABASE}"'],
+                capture_output=True,
+                text=True,
+                env=env,
+                timeout=30,
+            )
             if made.returncode != 0 and "already exists" not in made.stderr:
                 raise EmbeddedPostgresError(f"CREATE DATABASE failed: {made.stderr.strip()}")
 
@@ -290,8 +339,21 @@ class EmbeddedPostgres:
         if not self.running:
             self.process = None
             return
-        result = self._run([os.path.join(self.bin, "pg_ctl"), "stop", "-D", str(self.data_dir), "-m", mode, "-w",
-                            "-t", str(int(timeout))], timeout=timeout + 10, check=False)
+        result = self._run(
+            [
+                os.path.join(self.bin, "pg_ctl"),
+                "stop",
+                "-D",
+                str(self.data_dir),
+                "-m",
+                mode,
+                "-w",
+                "-t",
+                str(int(timeout)),
+            ],
+            timeout=timeout + 10,
+            check=False,
+        )
         if result.returncode != 0 and self.running:
             pid = self.process.pid if self.process is not None else self._running_pid()
             if pid:

@@ -8,14 +8,19 @@ has versions this code does not know (a newer release applied them) is left as i
 
 Applied at the start of `roomevents archive` and `roomevents dev`, or by `roomevents migrate`.
 """
+
 from __future__ import annotations
 
 import hashlib
 import re
 from dataclasses import dataclass
 from importlib import resources
+from typing import TYPE_CHECKING
 
 from service import logs
+
+if TYPE_CHECKING:
+    import asyncpg
 
 log = logs.get(__name__)
 
@@ -55,7 +60,7 @@ def migrations() -> list[Migration]:
     return [found[v] for v in sorted(found)]
 
 
-async def apply(conn) -> list[str]:
+async def apply(conn: asyncpg.Connection) -> list[str]:
     """Apply the pending migrations on an asyncpg connection; returns the names applied."""
     applied_now: list[str] = []
     async with conn.transaction():
@@ -69,17 +74,22 @@ async def apply(conn) -> list[str]:
             row = done.get(migration.version)
             if row is not None:
                 if row["sha256"] != migration.checksum:
-                    raise MigrationError(f"migration {migration.name} was changed after it was applied "
-                                         f"(as {row['name']}); add a new migration instead")
+                    raise MigrationError(
+                        f"migration {migration.name} was changed after it was applied "
+                        f"(as {row['name']}); add a new migration instead"
+                    )
                 continue
             await conn.execute(migration.sql)
-            await conn.execute(f"INSERT INTO {TABLE} (version, name, sha256) VALUES ($1, $2, $3)",
-                               migration.version, migration.name, migration.checksum)
+            await conn.execute(
+                f"INSERT INTO {TABLE} (version, name, sha256) VALUES ($1, $2, $3)",
+                migration.version,
+                migration.name,
+                migration.checksum,
+            )
             applied_now.append(migration.name)
         newer = sorted(set(done) - {m.version for m in known})
     if newer:
-        log.warning("the history database has migrations this release does not know; left as they are",
-                    versions=newer)
+        log.warning("the history database has migrations this release does not know; left as they are", versions=newer)
     if applied_now:
         log.info("history schema migrated", applied=applied_now)
     return applied_now

@@ -9,6 +9,7 @@ Values are coerced to their column types here (an integer out of range or a NUL 
 string would make PostgreSQL refuse the whole batch): such a value becomes NULL (or loses the NUL)
 in the analyst columns, and the document keeps everything else.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -16,27 +17,54 @@ from typing import Any, Mapping
 
 from service.events import record as records
 
-INT32 = (-(2 ** 31), 2 ** 31 - 1)
-INT64 = (-(2 ** 63), 2 ** 63 - 1)
+INT32 = (-(2**31), 2**31 - 1)
+INT64 = (-(2**63), 2**63 - 1)
 
 # Column order of `room_row`, as in service/history/migrations/0001_rooms_and_participants.sql,
 # with the PostgreSQL type each is sent as.
 ROOM_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("sid", "text"), ("account_sid", "text"), ("unique_name", "text"), ("status", "text"), ("type", "text"),
-    ("provider", "text"), ("date_created", "timestamptz"), ("date_updated", "timestamptz"),
-    ("end_time", "timestamptz"), ("duration", "integer"), ("end_reason", "text"), ("failure_reason", "text"),
-    ("created_via", "text"), ("peak_participants", "integer"), ("participant_sessions", "integer"),
-    ("max_participants", "integer"), ("max_participant_duration", "integer"),
-    ("max_concurrent_published_tracks", "integer"), ("empty_room_timeout", "integer"),
-    ("unused_room_timeout", "integer"), ("audio_only", "boolean"), ("enable_turn", "boolean"),
-    ("large_room", "boolean"), ("record_participants_on_connect", "boolean"), ("media_region", "text"),
-    ("status_callback", "text"), ("status_callback_method", "text"), ("video_codecs", "text"),
-    ("version", "bigint"), ("last_event_ms", "bigint"), ("date_updated_ms", "bigint"),
-    ("date_created_ms", "bigint"), ("doc", "jsonb"),
+    ("sid", "text"),
+    ("account_sid", "text"),
+    ("unique_name", "text"),
+    ("status", "text"),
+    ("type", "text"),
+    ("provider", "text"),
+    ("date_created", "timestamptz"),
+    ("date_updated", "timestamptz"),
+    ("end_time", "timestamptz"),
+    ("duration", "integer"),
+    ("end_reason", "text"),
+    ("failure_reason", "text"),
+    ("created_via", "text"),
+    ("peak_participants", "integer"),
+    ("participant_sessions", "integer"),
+    ("max_participants", "integer"),
+    ("max_participant_duration", "integer"),
+    ("max_concurrent_published_tracks", "integer"),
+    ("empty_room_timeout", "integer"),
+    ("unused_room_timeout", "integer"),
+    ("audio_only", "boolean"),
+    ("enable_turn", "boolean"),
+    ("large_room", "boolean"),
+    ("record_participants_on_connect", "boolean"),
+    ("media_region", "text"),
+    ("status_callback", "text"),
+    ("status_callback_method", "text"),
+    ("video_codecs", "text"),
+    ("version", "bigint"),
+    ("last_event_ms", "bigint"),
+    ("date_updated_ms", "bigint"),
+    ("date_created_ms", "bigint"),
+    ("doc", "jsonb"),
 )
 PARTICIPANT_COLUMNS: tuple[tuple[str, str], ...] = (
-    ("room_sid", "text"), ("sid", "text"), ("identity", "text"), ("status", "text"),
-    ("start_time", "timestamptz"), ("end_time", "timestamptz"), ("duration", "integer"),
+    ("room_sid", "text"),
+    ("sid", "text"),
+    ("identity", "text"),
+    ("status", "text"),
+    ("start_time", "timestamptz"),
+    ("end_time", "timestamptz"),
+    ("duration", "integer"),
 )
 # video_codecs travels as one comma-joined text (arrays of arrays do not unnest) and is split in SQL.
 ARRAY_TEXT_COLUMNS = frozenset({"video_codecs"})
@@ -103,9 +131,11 @@ def order_key(doc: Mapping[str, Any]) -> tuple[int, int, int]:
     """(version, last event ms, date_updated ms): greater is newer."""
     version = _int(doc.get("version"), INT64)
     last = doc.get("last_event") if isinstance(doc.get("last_event"), dict) else {}
-    return (version if version is not None else -1,
-            _ms(last.get("occurred_at")) or 0,
-            _ms(doc.get("date_updated")) or 0)
+    return (
+        version if version is not None else -1,
+        _ms(last.get("occurred_at")) or 0,
+        _ms(doc.get("date_updated")) or 0,
+    )
 
 
 def date_created_ms(doc: Mapping[str, Any]) -> int:
@@ -131,17 +161,39 @@ def room_row(doc: Mapping[str, Any]) -> tuple:
     codecs = doc.get("video_codecs")
     codecs_text = ",".join(_text(c) for c in codecs if isinstance(c, str)) if isinstance(codecs, list) else None
     return (
-        _text(doc["sid"]), _text(doc.get("account_sid")), _text(doc.get("unique_name") or doc["sid"]),
-        _text(doc.get("status")) or "in-progress", _text(doc.get("type")), _text(doc.get("provider")) or "twilio",
-        _when(created_ms), _when(_ms(doc.get("date_updated"))), _when(end_ms), _int(doc.get("duration")),
-        _text(doc.get("end_reason")), _text(doc.get("failure_reason")), _text(doc.get("created_via")),
-        _int(doc.get("peak_concurrent_participants")) or 0, len(_participants(doc)),
-        _int(doc.get("max_participants")), _int(doc.get("max_participant_duration")),
-        _int(doc.get("max_concurrent_published_tracks")), _int(doc.get("empty_room_timeout")),
-        _int(doc.get("unused_room_timeout")), _bool(doc.get("audio_only")), _bool(doc.get("enable_turn")),
-        _bool(doc.get("large_room")), _bool(doc.get("record_participants_on_connect")),
-        _text(doc.get("media_region")), _text(doc.get("status_callback")), _text(doc.get("status_callback_method")),
-        codecs_text, version, last_ms, updated_ms, created_ms, doc,
+        _text(doc["sid"]),
+        _text(doc.get("account_sid")),
+        _text(doc.get("unique_name") or doc["sid"]),
+        _text(doc.get("status")) or "in-progress",
+        _text(doc.get("type")),
+        _text(doc.get("provider")) or "twilio",
+        _when(created_ms),
+        _when(_ms(doc.get("date_updated"))),
+        _when(end_ms),
+        _int(doc.get("duration")),
+        _text(doc.get("end_reason")),
+        _text(doc.get("failure_reason")),
+        _text(doc.get("created_via")),
+        _int(doc.get("peak_concurrent_participants")) or 0,
+        len(_participants(doc)),
+        _int(doc.get("max_participants")),
+        _int(doc.get("max_participant_duration")),
+        _int(doc.get("max_concurrent_published_tracks")),
+        _int(doc.get("empty_room_timeout")),
+        _int(doc.get("unused_room_timeout")),
+        _bool(doc.get("audio_only")),
+        _bool(doc.get("enable_turn")),
+        _bool(doc.get("large_room")),
+        _bool(doc.get("record_participants_on_connect")),
+        _text(doc.get("media_region")),
+        _text(doc.get("status_callback")),
+        _text(doc.get("status_callback_method")),
+        codecs_text,
+        version,
+        last_ms,
+        updated_ms,
+        created_ms,
+        doc,
     )
 
 
@@ -152,7 +204,15 @@ def participant_rows(doc: Mapping[str, Any]) -> list[tuple]:
     rows = []
     for p in _participants(doc):
         start = _ms(p.get("start_time"))
-        rows.append((room_sid, _text(p["sid"]), _text(p.get("identity")), _text(p.get("status")) or "disconnected",
-                     _when(start if start is not None else fallback), _when(_ms(p.get("end_time"))),
-                     _int(p.get("duration"))))
+        rows.append(
+            (
+                room_sid,
+                _text(p["sid"]),
+                _text(p.get("identity")),
+                _text(p.get("status")) or "disconnected",
+                _when(start if start is not None else fallback),
+                _when(_ms(p.get("end_time"))),
+                _int(p.get("duration")),
+            )
+        )
     return rows

@@ -11,10 +11,11 @@ The pool connects lazily: a process starts while the database is down and connec
 Errors are split in two: `HistoryUnavailable` (cannot reach or use the database now: retry later)
 and `BadDocument` (the database refuses this data: retrying cannot help).
 """
+
 from __future__ import annotations
 
 import asyncio
-from typing import Any, Iterable, Mapping, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Mapping, Sequence, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
@@ -25,6 +26,8 @@ from service.history import migrate, rows
 from service.state.book import UNIQUE_NAME_TAKEN
 
 log = logs.get(__name__)
+
+R = TypeVar("R")
 
 # SQLSTATE classes that mean "this data", not "this database now": 22 data exception, 23 integrity
 # constraint violation, 54 program limit exceeded.
@@ -66,8 +69,9 @@ def _unnest_select(columns: Sequence[tuple[str, str]]) -> str:
     """SELECT list over unnest($1::t1[], $2::t2[], ...) with the array-as-text columns split again."""
     args = ", ".join(f"${i}::{'jsonb' if kind == 'jsonb' else kind}[]" for i, (_, kind) in enumerate(columns, 1))
     names = ", ".join(name for name, _ in columns)
-    outputs = ", ".join(f"string_to_array({name}, ',')" if name in rows.ARRAY_TEXT_COLUMNS else name
-                        for name, _ in columns)
+    outputs = ", ".join(
+        f"string_to_array({name}, ',')" if name in rows.ARRAY_TEXT_COLUMNS else name for name, _ in columns
+    )
     return f"SELECT {outputs} FROM unnest({args}) AS t({names})"
 
 
@@ -78,12 +82,14 @@ UPSERT_ROOMS = (
     + ", ".join(f"{name} = EXCLUDED.{name}" for name in _ROOM_NAMES if name != "sid")
     # The guard: never move a room backwards (equal keys rewrite: the same document, or a replay).
     + "\nWHERE (EXCLUDED.version, EXCLUDED.last_event_ms, EXCLUDED.date_updated_ms)"
-      " >= (rooms.version, rooms.last_event_ms, rooms.date_updated_ms)\n"
+    " >= (rooms.version, rooms.last_event_ms, rooms.date_updated_ms)\n"
     "RETURNING sid"
 )
 DELETE_PARTICIPANTS = "DELETE FROM participants WHERE room_sid = ANY($1::text[])"
-INSERT_PARTICIPANTS = (f"INSERT INTO participants ({', '.join(n for n, _ in rows.PARTICIPANT_COLUMNS)}) "
-                       f"{_unnest_select(rows.PARTICIPANT_COLUMNS)}")
+INSERT_PARTICIPANTS = (
+    f"INSERT INTO participants ({', '.join(n for n, _ in rows.PARTICIPANT_COLUMNS)}) "
+    f"{_unnest_select(rows.PARTICIPANT_COLUMNS)}"
+)
 _VISIBLE = f"failure_reason IS DISTINCT FROM '{UNIQUE_NAME_TAKEN}'"
 
 
@@ -106,10 +112,15 @@ class HistoryStore:
             if self.pool is None:
                 # min_size=0: creating the pool connects nothing, so it cannot fail on a database that
                 # is down; each acquire connects (and fails) on its own.
-                self.pool = await asyncpg.create_pool(self.url, min_size=0, max_size=self.max_size,
-                                                      timeout=self.timeout, command_timeout=self.timeout * 6,
-                                                      init=_init_connection,
-                                                      max_inactive_connection_lifetime=60.0)
+                self.pool = await asyncpg.create_pool(
+                    self.url,
+                    min_size=0,
+                    max_size=self.max_size,
+                    timeout=self.timeout,
+                    command_timeout=self.timeout * 6,
+                    init=_init_connection,
+                    max_inactive_connection_lifetime=60.0,
+                )
         return self.pool
 
     async def close(self) -> None:
@@ -120,7 +131,7 @@ class HistoryStore:
             except (asyncio.TimeoutError, Exception):
                 pool.terminate()
 
-    async def _run(self, work, *, timeout: float | None = None):
+    async def _run(self, work: Callable[[asyncpg.Connection], Awaitable[R]], *, timeout: float | None = None) -> R:
         """Run `work(conn)` on a pooled connection; database trouble becomes HistoryUnavailable."""
         try:
             pool = await self._pool()
@@ -159,7 +170,7 @@ class HistoryStore:
         if not newest:
             return 0
         room_rows = [rows.room_row(doc) for _, doc in newest.values()]
-        room_columns = list(zip(*room_rows))
+        room_columns = list(zip(*room_rows, strict=True))
 
         async def write(conn: asyncpg.Connection) -> int:
             async with conn.transaction():
@@ -168,7 +179,7 @@ class HistoryStore:
                     await conn.execute(DELETE_PARTICIPANTS, written)
                     people = [p for sid in written for p in rows.participant_rows(newest[sid][1])]
                     if people:
-                        await conn.execute(INSERT_PARTICIPANTS, *zip(*people))
+                        await conn.execute(INSERT_PARTICIPANTS, *zip(*people, strict=True))
                 return len(written)
 
         return await self._run(write)
@@ -177,16 +188,28 @@ class HistoryStore:
 
     async def fetch(self, key: str) -> dict | None:
         """The document of the room with SID `key`, else of the newest in-progress room named `key`."""
-        async def read(conn: asyncpg.Connection):
+
+        async def read(conn: asyncpg.Connection) -> dict | None:
             return await conn.fetchval(
                 "SELECT doc FROM rooms WHERE sid = $1 OR (unique_name = $1 AND status = 'in-progress') "
-                "ORDER BY (sid = $1) DESC, date_created_ms DESC, sid LIMIT 1", key)
+                "ORDER BY (sid = $1) DESC, date_created_ms DESC, sid LIMIT 1",
+                key,
+            )
 
         return await self._run(read)
 
-    async def rooms(self, *, status: str | None, unique_name: str | None, created_from_ms: int | None,
-                    created_until_ms: int | None, bound: tuple[int, str] | None, inclusive: bool,
-                    descending: bool, limit: int) -> list[dict]:
+    async def rooms(
+        self,
+        *,
+        status: str | None,
+        unique_name: str | None,
+        created_from_ms: int | None,
+        created_until_ms: int | None,
+        bound: tuple[int, str] | None,
+        inclusive: bool,
+        descending: bool,
+        limit: int,
+    ) -> list[dict]:
         """Visible rooms matching the filters in the API's order (`room_key` ascending), from `bound`:
         keys after it (or before it, `descending`, nearest first), including it when `inclusive`.
         `created_from_ms` is inclusive, `created_until_ms` exclusive."""
@@ -210,13 +233,17 @@ class HistoryStore:
             created, sid = -bound[0], bound[1]
             c, s = arg(created), arg(sid)
             if descending:
-                where.append(f"(date_created_ms > {c} OR (date_created_ms = {c} AND sid {'<=' if inclusive else '<'} {s}))")
+                where.append(
+                    f"(date_created_ms > {c} OR (date_created_ms = {c} AND sid {'<=' if inclusive else '<'} {s}))"
+                )
             else:
-                where.append(f"(date_created_ms < {c} OR (date_created_ms = {c} AND sid {'>=' if inclusive else '>'} {s}))")
+                where.append(
+                    f"(date_created_ms < {c} OR (date_created_ms = {c} AND sid {'>=' if inclusive else '>'} {s}))"
+                )
         order = "date_created_ms ASC, sid DESC" if descending else "date_created_ms DESC, sid ASC"
         sql = f"SELECT doc FROM rooms WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {arg(limit)}"
 
-        async def read(conn: asyncpg.Connection):
+        async def read(conn: asyncpg.Connection) -> list[dict]:
             return [r["doc"] for r in await conn.fetch(sql, *args)]
 
         return await self._run(read)

@@ -1,9 +1,10 @@
 """The aiohttp application: its shared keys, middlewares and every route module's routes."""
+
 from __future__ import annotations
 
 from aiohttp import web
 
-from service.http import callbacks, health, openapi, rooms, stream
+from service.http import callbacks, dashboard, health, openapi, rooms, stream
 from service.http.keys import FOLLOWER, METRICS, PUBLISHER, ROOM_KEYS, SERVER_LOAD, SETTINGS, ServerLoad
 from service.http.middleware import MIDDLEWARES
 from service.kafka.producer import Publisher
@@ -26,4 +27,5 @@ def build_app(settings: Settings, metrics: Metrics, publisher: Publisher, follow
     stream.add_routes(app)
     openapi.add_routes(app)
     rooms.add_routes(app)
+    dashboard.add_routes(app)
     return app

@@ -1,6 +1,7 @@
 """HTTP Basic auth against the configured account SID and auth token (constant-time).
 
 `check_basic` is the check; `requires_basic_auth` applies it to a route group's handlers."""
+
 from __future__ import annotations
 
 import base64
@@ -12,17 +13,23 @@ from typing import Awaitable, Callable
 from aiohttp import web
 
 from service.http.keys import SETTINGS
-from service.rooms.errors import unauthorized
+from service.rooms.errors import MALFORMED_CREDENTIALS, NO_CREDENTIALS, unauthorized
 
 
 def check_basic(header: str | None, account_sid: str, tokens: tuple[str, ...]) -> None:
-    """Raise TwilioError 20003 (401) unless `header` carries the account's credentials."""
-    if not header or not header.startswith("Basic "):
-        raise unauthorized()
+    """Raise TwilioError 20003 (401) unless `header` carries the account's credentials: "No
+    credentials provided" without the header, "malformed" when it is not Basic user:password, else
+    "invalid credentials" without saying whether the SID or the token was wrong."""
+    if not header:
+        raise unauthorized(NO_CREDENTIALS)
+    if not header.startswith("Basic "):
+        raise unauthorized(MALFORMED_CREDENTIALS)
     try:
-        user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
+        user, colon, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        raise unauthorized() from None
+        raise unauthorized(MALFORMED_CREDENTIALS) from None
+    if not colon:
+        raise unauthorized(MALFORMED_CREDENTIALS)
     user_ok = hmac.compare_digest(user.encode(), account_sid.encode())
     token_ok = False
     for token in tokens:
@@ -31,8 +38,9 @@ def check_basic(header: str | None, account_sid: str, tokens: tuple[str, ...]) -
         raise unauthorized()
 
 
-def requires_basic_auth(handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
-                        ) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+def requires_basic_auth(
+    handler: Callable[[web.Request], Awaitable[web.StreamResponse]],
+) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
     """Wrap a route's handler: the account's Basic credentials first, 401 20003 otherwise."""
 
     @functools.wraps(handler)

@@ -15,6 +15,7 @@ POST, PATCH, PUT and DELETE are callbacks, anything else is 405 with `Allow`. In
 
 Nothing is published for a request answered 4xx.
 """
+
 from __future__ import annotations
 
 import time
@@ -67,24 +68,43 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         metrics.callbacks.labels("unknown", "413").inc()
         return _error(413, too_large)
     try:
-        parsed = parse_callback(method, request.raw_path.partition("?")[2],
-                                request.headers.get("Content-Type"), body, settings.max_body_bytes)
+        parsed = parse_callback(
+            method,
+            request.raw_path.partition("?")[2],
+            request.headers.get("Content-Type"),
+            body,
+            settings.max_body_bytes,
+        )
     except CallbackParseError as exc:
         metrics.callbacks.labels("unknown", str(exc.status)).inc()
         return _error(exc.status, exc.message, {"Allow": ALLOW} if exc.status == 405 else None)
 
     url = request_url(request)
     algorithm = signature.signature_algorithm(request.headers.get(signature.SIGNATURE_SETTINGS_HEADER))
-    ok = app[_VERIFIER].verify(url, None if parsed.json_body else parsed.body_params,
-                               request.headers.get(signature.SIGNATURE_HEADER), algorithm,
-                               body if parsed.json_body else None)
+    ok = app[_VERIFIER].verify(
+        url,
+        None if parsed.json_body else parsed.body_params,
+        request.headers.get(signature.SIGNATURE_HEADER),
+        algorithm,
+        body if parsed.json_body else None,
+    )
     label = _event_label(parsed.first("StatusCallbackEvent"))
     if not ok:
         metrics.signature_failures.inc()
         metrics.callbacks.labels(label, "403").inc()
-        log.warning("callback signature rejected", method=method, url=url, algorithm=algorithm,
-                    signed=bool(request.headers.get(signature.SIGNATURE_HEADER)))
-        return _error(403, "X-Twilio-Signature does not match this request")
+        log.warning(
+            "callback signature rejected",
+            method=method,
+            url=url,
+            algorithm=algorithm,
+            signed=bool(request.headers.get(signature.SIGNATURE_HEADER)),
+        )
+        return _error(
+            403,
+            "X-Twilio-Signature does not match this request"
+            if request.headers.get(signature.SIGNATURE_HEADER)
+            else "X-Twilio-Signature header is missing",
+        )
     room_sid = parsed.first("RoomSid")
     request[ROOM_SID] = room_sid
     room_keys = app[ROOM_KEYS]
@@ -98,29 +118,42 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         metrics.callbacks.labels(label, "400").inc()
         return _error(400, getattr(exc, "message", str(exc)))
     try:
-        await app[PUBLISHER].publish(settings.events_topic, records.partition_key(event),
-                                     records.encode(event), cloudevents.event_headers(event))
+        await app[PUBLISHER].publish(
+            settings.events_topic, records.partition_key(event), records.encode(event), cloudevents.event_headers(event)
+        )
     except RecordRejected as exc:
         # Retrying cannot help: it is parked on the dead-letter topic, and Twilio is told it is done.
         metrics.callbacks.labels(label, "202").inc()
-        log.error("callback dead-lettered", room_sid=event["room_sid"], event_type=event["type"],
-                  event_id=event["event_id"], error=str(exc))
+        log.error(
+            "callback dead-lettered",
+            room_sid=event["room_sid"],
+            event_type=event["type"],
+            event_id=event["event_id"],
+            error=str(exc),
+        )
         return web.Response(status=202)
     except PublishError as exc:
         # Not acknowledged (broker hung, absent or overloaded): never a 2xx; Twilio may retry.
         metrics.callbacks.labels(label, "503").inc()
-        log.warning("callback not published", room_sid=event["room_sid"], event_type=event["type"],
-                    event_id=event["event_id"], error=str(exc))
+        log.warning(
+            "callback not published",
+            room_sid=event["room_sid"],
+            event_type=event["type"],
+            event_id=event["event_id"],
+            error=str(exc),
+        )
         return _error(503, "Event store unavailable; retry shortly", {"Retry-After": str(RETRY_AFTER_S)})
     if room_name:
         room_keys.learn(room_sid, room_name)
     elif known_name is None:
-        log.info("callback without RoomName for a room unknown here; keyed by its SID",
-                 room_sid=room_sid, event_type=event["type"])
+        log.info(
+            "callback without RoomName for a room unknown here; keyed by its SID",
+            room_sid=room_sid,
+            event_type=event["type"],
+        )
     metrics.callbacks.labels(label, "204").inc()
     metrics.records.labels(label).inc()
-    log.debug("callback published", room_sid=event["room_sid"], event_type=event["type"],
-              event_id=event["event_id"])
+    log.debug("callback published", room_sid=event["room_sid"], event_type=event["type"], event_id=event["event_id"])
     return web.Response(status=204)
 
 

@@ -1,4 +1,5 @@
 """Health, readiness and Prometheus metrics. Not behind auth; nothing secret in them."""
+
 from __future__ import annotations
 
 from aiohttp import web

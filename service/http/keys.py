@@ -2,6 +2,7 @@
 
 Route modules and the app factory import this module; nothing imports the app module back.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

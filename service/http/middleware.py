@@ -6,6 +6,7 @@
 - `twilio_errors`: errors as Twilio's JSON (TwilioError, an unacknowledged publish, aiohttp's own
   HTTP errors, and anything unexpected as a logged 500).
 """
+
 from __future__ import annotations
 
 import re
@@ -55,9 +56,15 @@ async def access_log(request: web.Request, handler: Handler) -> web.StreamRespon
     route = _route(request)
     request.app[METRICS].http_requests.labels(route, request.method, str(response.status)).inc()
     if route not in _PROBES:
-        log.info("request", method=request.method, path=request.path, status=response.status,
-                 ms=round((time.perf_counter() - started) * 1000, 2), room_sid=request.get(ROOM_SID),
-                 request_id=request.get(REQUEST_ID))
+        log.info(
+            "request",
+            method=request.method,
+            path=request.path,
+            status=response.status,
+            ms=round((time.perf_counter() - started) * 1000, 2),
+            room_sid=request.get(ROOM_SID),
+            request_id=request.get(REQUEST_ID),
+        )
     return response
 
 

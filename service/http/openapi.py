@@ -3,6 +3,7 @@
 Served without authentication (it holds nothing secret), with ``servers[0].url`` set to the base
 URL this instance puts in resource URLs, so tools pointed at it call the same instance.
 """
+
 from __future__ import annotations
 
 import copy

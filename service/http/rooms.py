@@ -1,4 +1,5 @@
-"""Rooms REST API (Twilio-compatible): create, fetch, list, complete; participants.
+"""Rooms REST API (Twilio-compatible): create, fetch, list, complete; participants, recordings,
+recording rules, transcriptions.
 
 The shell around service/rooms (validation, resources, paging) and the read view. Decisions where
 Twilio leaves room or where this service differs (also in the OpenAPI document, service/openapi/):
@@ -31,6 +32,12 @@ Twilio leaves room or where this service differs (also in the OpenAPI document, 
   ``disconnected`` for a completed one (Twilio's documented default); ``Identity`` and the date
   filters apply to ``start_time``. A participant can be fetched by SID, or by identity while it
   is connected.
+* Recordings (list, fetch): from the room's folded recording-* callbacks, in Twilio's shape;
+  list filters ``Status``, ``SourceSid`` and the date filters on ``date_created`` (when the
+  recording started), oldest first. RecordingRules (fetch): the rules the room was created with
+  (``RecordingRules``, else ``RecordParticipantsOnConnect`` true -> include all, else none), null
+  for a room known from callbacks alone; updating them is not served. Transcriptions (list):
+  always empty, Twilio-shaped, until a provider sends them.
 * Invalid query parameters: 400 with code 20001 (no Video-specific code exists for them).
 * History (ROOMEVENTS_DATABASE_URL set): a room the hot view does not hold (it ended and left the
   hot state) is fetched, with its participants, from the history store, as the same JSON. Lists of
@@ -39,6 +46,7 @@ Twilio leaves room or where this service differs (also in the OpenAPI document, 
   only the hot view. The history store unreachable: 503 20503 for those reads only. Without a
   history store, a missing room's 404 message says so.
 """
+
 from __future__ import annotations
 
 import time
@@ -50,21 +58,30 @@ import orjson
 from aiohttp import web
 
 from service.events import cloudevents, record as records
-from service.http.auth import requires_basic_auth
 from service.history.store import HistoryStore, HistoryUnavailable
+from service.http.auth import requires_basic_auth
 from service.http.keys import FOLLOWER, HISTORY, METRICS, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS
 from service.http.responses import json_response
 from service.http.urls import external_base
 from service.rooms import params as room_params
 from service.rooms.errors import TwilioError, not_found
 from service.rooms.merge import MergedList
-from service.rooms.query import (enum_query, in_range, paging, parse_date_ms, participant_key, query_filters,
-                                 room_key)
-from service.rooms.resource import decode_token, page_meta, participant_resource, room_resource, window
+from service.rooms.query import enum_query, in_range, paging, parse_date_ms, participant_key, query_filters, room_key
+from service.rooms.resource import (
+    Key,
+    decode_token,
+    page_meta,
+    participant_resource,
+    recording_resource,
+    recording_rules_resource,
+    room_resource,
+    window,
+)
 from service.state.book import UNIQUE_NAME_TAKEN
 
 ROOM_STATUSES = ("in-progress", "completed", "failed")
 PARTICIPANT_STATUSES = ("connected", "disconnected")
+RECORDING_STATUSES = ("processing", "completed", "deleted", "failed")
 DEFAULT_LIST_STATUS = "in-progress"
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
@@ -77,6 +94,7 @@ def visible(doc: Mapping[str, Any] | None) -> bool:
 
 
 # ---------------------------------------------------------------- request bodies
+
 
 async def _body(request: web.Request) -> bytes:
     try:
@@ -109,8 +127,11 @@ async def _parameters(request: web.Request) -> tuple[dict[str, list[str]] | None
         except Exception:
             raise TwilioError(20001, "Unable to parse the multipart request body", 400) from None
     else:
-        raise TwilioError(20001, f"Unsupported Content-Type {request.headers.get('Content-Type', '(none)')!r}: "
-                                 f"send {FORM} or {JSON}", 415)
+        raise TwilioError(
+            20001,
+            f"Unsupported Content-Type {request.headers.get('Content-Type', '(none)')!r}: send {FORM} or {JSON}",
+            415,
+        )
     for key, value in pairs:
         out.setdefault(key, []).append(value)
     return out, None
@@ -121,6 +142,7 @@ def _conflict(name: str) -> TwilioError:
 
 
 # ---------------------------------------------------------------- rooms
+
 
 @requires_basic_auth
 async def create_room(request: web.Request) -> web.Response:
@@ -143,8 +165,9 @@ async def create_room(request: web.Request) -> web.Response:
     config = params.to_dict() | {"account_sid": settings.twilio_account_sid, "sid": sid}
     event = records.room_created(settings.twilio_account_sid, sid, config, now_ms, raw)
     request.app[ROOM_KEYS].learn(sid, params.unique_name)
-    await request.app[PUBLISHER].publish(settings.events_topic, records.partition_key(event),
-                                         records.encode(event), cloudevents.event_headers(event))
+    await request.app[PUBLISHER].publish(
+        settings.events_topic, records.partition_key(event), records.encode(event), cloudevents.event_headers(event)
+    )
     # The materializer owning the name's partition decides; its document also gives read-your-writes.
     try:
         room = await follower.wait_for(sid, lambda d: True, settings.create_timeout_ms / 1000)
@@ -155,8 +178,7 @@ async def create_room(request: web.Request) -> web.Response:
     return json_response(room_resource(room, external_base(request)), status=201)
 
 
-NO_HISTORY = ("; no history store is configured (ROOMEVENTS_DATABASE_URL), so rooms that left the hot state "
-              "are not kept")
+NO_HISTORY = "; no history store is configured (ROOMEVENTS_DATABASE_URL), so rooms that left the hot state are not kept"
 
 
 def _history_unavailable(request: web.Request, exc: Exception) -> TwilioError:
@@ -198,19 +220,25 @@ async def update_room(request: web.Request) -> web.Response:
     room = await _room_or_404(request)
     if room["status"] != "in-progress":
         raise TwilioError(53118, f"Room {room['sid']} is already {room['status']}", 400)
-    event = records.room_ended(settings.twilio_account_sid, room["sid"], room["unique_name"],
-                               int(time.time() * 1000), reason="api", params=raw)
-    await request.app[PUBLISHER].publish(settings.events_topic, records.partition_key(event),
-                                         records.encode(event), cloudevents.event_headers(event))
+    event = records.room_ended(
+        settings.twilio_account_sid, room["sid"], room["unique_name"], int(time.time() * 1000), reason="api", params=raw
+    )
+    await request.app[PUBLISHER].publish(
+        settings.events_topic, records.partition_key(event), records.encode(event), cloudevents.event_headers(event)
+    )
     try:
-        room = await request.app[FOLLOWER].wait_for(room["sid"], lambda d: d["status"] != "in-progress",
-                                                    settings.create_timeout_ms / 1000)
+        room = await request.app[FOLLOWER].wait_for(
+            room["sid"], lambda d: d["status"] != "in-progress", settings.create_timeout_ms / 1000
+        )
     except TimeoutError:
-        raise TwilioError(20503, "Room completion accepted but not yet confirmed; retry the fetch shortly", 503) from None
+        raise TwilioError(
+            20503, "Room completion accepted but not yet confirmed; retry the fetch shortly", 503
+        ) from None
     return json_response(room_resource(room, external_base(request)), status=202)
 
 
 # ---------------------------------------------------------------- lists
+
 
 @requires_basic_auth
 async def list_rooms(request: web.Request) -> web.Response:
@@ -224,23 +252,34 @@ async def list_rooms(request: web.Request) -> web.Response:
     token = decode_token(page_token, (int, str)) if page_token else None
 
     index = request.app[FOLLOWER].index
-    rooms = [d for d in index.query(status=status, unique_name=unique_name)
-             if visible(d) and in_range(d.get("date_created_ms"), after_ms, before_ms)]
+    summaries = [
+        s
+        for s in index.query(status=status, unique_name=unique_name)
+        if s.failure_reason != UNIQUE_NAME_TAKEN and in_range(s.date_created_ms, after_ms, before_ms)
+    ]
+    rooms = [{"sid": s.sid, "date_created_ms": s.date_created_ms} for s in summaries]
     rooms.sort(key=room_key)
     history: HistoryStore | None = request.app.get(HISTORY)
     if history is None or status == "in-progress":
         # In-progress rooms are all in the hot view (only ended rooms leave it): no history needed.
         win = window(rooms, room_key, page_size, offset=page * page_size, token=token)
     else:
-        async def fetch(bound, inclusive, descending, limit):
-            return await history.rooms(status=status, unique_name=unique_name,
-                                       created_from_ms=_whole_second_at_or_after(after_ms),
-                                       created_until_ms=_whole_second_at_or_after(before_ms),
-                                       bound=bound, inclusive=inclusive, descending=descending, limit=limit)
+
+        async def fetch(bound: Key | None, inclusive: bool, descending: bool, limit: int) -> list[dict]:
+            return await history.rooms(
+                status=status,
+                unique_name=unique_name,
+                created_from_ms=_whole_second_at_or_after(after_ms),
+                created_until_ms=_whole_second_at_or_after(before_ms),
+                bound=bound,
+                inclusive=inclusive,
+                descending=descending,
+                limit=limit,
+            )
 
         # The history rows a query may return that the hot view holds (and wins): about as many as
         # the hot view has rooms of this status.
-        same_status = sum(1 for d in index.docs.values() if d.get("status") == status)
+        same_status = sum(1 for s in index.docs.summaries() if s.status == status)
         merged = MergedList(rooms, index.docs, fetch, room_key, overfetch=same_status)
         try:
             win = await merged.window(page_size, offset=page * page_size, token=token)
@@ -250,7 +289,17 @@ async def list_rooms(request: web.Request) -> web.Response:
     base = external_base(request)
     filters = query_filters(q, ("Status", "UniqueName", "DateCreatedAfter", "DateCreatedBefore"))
     meta = page_meta(f"{base}/v1/Rooms", "rooms", filters, page, page_size, page_token, win, room_key)
-    return json_response({"rooms": [room_resource(d, base) for d in win.items], "meta": meta})
+    served = (_served(index.docs, d) for d in win.items)  # decoded only for the page served
+    return json_response({"rooms": [room_resource(d, base) for d in served if d is not None], "meta": meta})
+
+
+def _served(hot: Mapping[str, dict], item: dict) -> dict | None:
+    """The document of a list item: a hot room's (the item is only its sort key), else the item itself
+    (a whole document from the history store). None for a hot room retired since the page was cut."""
+    doc = hot.get(item["sid"])
+    if doc is None and "status" in item:
+        return item
+    return doc
 
 
 def _whole_second_at_or_after(ms: int | None) -> int | None:
@@ -264,7 +313,8 @@ async def list_participants(request: web.Request) -> web.Response:
     doc = await _room_or_404(request)
     q = request.query
     status = enum_query("Status", q.get("Status"), PARTICIPANT_STATUSES) or (
-        "connected" if doc["status"] == "in-progress" else "disconnected")
+        "connected" if doc["status"] == "in-progress" else "disconnected"
+    )
     identity = q.get("Identity") or None
     after_ms = parse_date_ms("DateCreatedAfter", q.get("DateCreatedAfter"))
     before_ms = parse_date_ms("DateCreatedBefore", q.get("DateCreatedBefore"))
@@ -275,15 +325,30 @@ async def list_participants(request: web.Request) -> web.Response:
     def start_ms(p: Mapping[str, Any]) -> int | None:
         return records.parse_timestamp_ms(p["start_time"]) if p.get("start_time") else None
 
-    participants = sorted((p for p in doc.get("participants", [])
-                           if p["status"] == status and (identity is None or p["identity"] == identity)
-                           and in_range(start_ms(p), after_ms, before_ms)), key=participant_key)
+    participants = sorted(
+        (
+            p
+            for p in doc.get("participants", [])
+            if p["status"] == status
+            and (identity is None or p["identity"] == identity)
+            and in_range(start_ms(p), after_ms, before_ms)
+        ),
+        key=participant_key,
+    )
     win = window(participants, participant_key, page_size, offset=page * page_size, token=token)
     base = external_base(request)
     filters = query_filters(q, ("Status", "Identity", "DateCreatedAfter", "DateCreatedBefore"))
     # Links address the room by SID: a unique name stops resolving once the room completes.
-    meta = page_meta(f"{base}/v1/Rooms/{doc['sid']}/Participants", "participants", filters, page, page_size,
-                     page_token, win, participant_key)
+    meta = page_meta(
+        f"{base}/v1/Rooms/{doc['sid']}/Participants",
+        "participants",
+        filters,
+        page,
+        page_size,
+        page_token,
+        win,
+        participant_key,
+    )
     return json_response({"participants": [participant_resource(doc, p, base) for p in win.items], "meta": meta})
 
 
@@ -293,15 +358,101 @@ async def fetch_participant(request: web.Request) -> web.Response:
     key = request.match_info["participant_sid"]
     participants = doc.get("participants", [])
     found = next((p for p in participants if p["sid"] == key), None) or next(
-        (p for p in participants if p["identity"] == key and p["status"] == "connected"), None)
+        (p for p in participants if p["identity"] == key and p["status"] == "connected"), None
+    )
     if found is None:
         raise not_found(f"/Rooms/{doc['sid']}/Participants/{key}")
     return json_response(participant_resource(doc, found, external_base(request)))
 
 
+# ---------------------------------------------------------------- recordings, recording rules, transcriptions
+
+
+def _recording_key(r: Mapping[str, Any]) -> tuple:
+    return (r.get("date_created") or "", r["sid"])
+
+
+@requires_basic_auth
+async def list_recordings(request: web.Request) -> web.Response:
+    """The room's recordings from its recording-* callbacks, oldest first; Twilio's filters."""
+    doc = await _room_or_404(request)
+    q = request.query
+    status = enum_query("Status", q.get("Status"), RECORDING_STATUSES)
+    source_sid = q.get("SourceSid") or None
+    after_ms = parse_date_ms("DateCreatedAfter", q.get("DateCreatedAfter"))
+    before_ms = parse_date_ms("DateCreatedBefore", q.get("DateCreatedBefore"))
+    page, page_size = paging(q)
+    page_token = q.get("PageToken") or None
+    token = decode_token(page_token, (str, str)) if page_token else None
+
+    def created_ms(r: Mapping[str, Any]) -> int | None:
+        return records.parse_timestamp_ms(r["date_created"]) if r.get("date_created") else None
+
+    recordings = sorted(
+        (
+            r
+            for r in doc.get("recordings", [])
+            if (status is None or r["status"] == status)
+            and (source_sid is None or r.get("source_sid") == source_sid)
+            and in_range(created_ms(r), after_ms, before_ms)
+        ),
+        key=_recording_key,
+    )
+    win = window(recordings, _recording_key, page_size, offset=page * page_size, token=token)
+    base = external_base(request)
+    filters = query_filters(q, ("Status", "SourceSid", "DateCreatedAfter", "DateCreatedBefore"))
+    meta = page_meta(
+        f"{base}/v1/Rooms/{doc['sid']}/Recordings",
+        "recordings",
+        filters,
+        page,
+        page_size,
+        page_token,
+        win,
+        _recording_key,
+    )
+    return json_response({"recordings": [recording_resource(doc, r, base) for r in win.items], "meta": meta})
+
+
+@requires_basic_auth
+async def fetch_recording(request: web.Request) -> web.Response:
+    doc = await _room_or_404(request)
+    key = request.match_info["recording_sid"]
+    found = next((r for r in doc.get("recordings", []) if r["sid"] == key), None)
+    if found is None:
+        raise not_found(f"/Rooms/{doc['sid']}/Recordings/{key}")
+    return json_response(recording_resource(doc, found, external_base(request)))
+
+
+@requires_basic_auth
+async def fetch_recording_rules(request: web.Request) -> web.Response:
+    return json_response(recording_rules_resource(await _room_or_404(request)))
+
+
+@requires_basic_auth
+async def list_transcriptions(request: web.Request) -> web.Response:
+    """Always an empty list: no provider sends transcriptions to this service yet."""
+    doc = await _room_or_404(request)
+    page, page_size = paging(request.query)
+    page_token = request.query.get("PageToken") or None
+    if page_token:
+        decode_token(page_token, (str, str))
+    meta = page_meta(
+        f"{external_base(request)}/v1/Rooms/{doc['sid']}/Transcriptions",
+        "transcriptions",
+        [],
+        page,
+        page_size,
+        page_token,
+        window([], lambda t: (), page_size),
+        lambda t: (),
+    )
+    return json_response({"transcriptions": [], "meta": meta})
+
+
 @requires_basic_auth
 async def not_served(request: web.Request) -> web.Response:
-    """Twilio's JSON 404 for room sub-resources not served here (Recordings, RecordingRules...)."""
+    """Twilio's JSON 404 for room sub-resources not served here (e.g. one transcription)."""
     raise not_found(request.path.removeprefix("/v1"))
 
 
@@ -312,4 +463,8 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/Rooms/{sid}", update_room)
     app.router.add_get("/v1/Rooms/{sid}/Participants", list_participants)
     app.router.add_get("/v1/Rooms/{sid}/Participants/{participant_sid}", fetch_participant)
+    app.router.add_get("/v1/Rooms/{sid}/Recordings", list_recordings)
+    app.router.add_get("/v1/Rooms/{sid}/Recordings/{recording_sid}", fetch_recording)
+    app.router.add_get("/v1/Rooms/{sid}/RecordingRules", fetch_recording_rules)
+    app.router.add_get("/v1/Rooms/{sid}/Transcriptions", list_transcriptions)
     app.router.add_get("/v1/Rooms/{sid}/{rest:.+}", not_served)

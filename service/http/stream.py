@@ -1,13 +1,27 @@
 """GET /v1/Streams/Rooms: Server-Sent Events of room-state changes, for dashboards.
 
-A new client gets a snapshot of the in-progress rooms, then every change. Each event's id is the
+A new client gets a snapshot of the in-progress rooms, then every change (`room`), and
+`room-retired` with the SID when a room leaves the hot state. Each event's id is the
 stream position (the next state-topic offset of every partition); a client that reconnects with
 `Last-Event-ID` gets every room whose document changed after that position, then live changes:
 no change is lost, though several changes of one room while away arrive as its latest document.
+
+Events: `room` (a room document), then `snapshot-complete` or `resume-complete` (`{"rooms": N}`,
+the backlog's size), then `room` for every change. Backlog events carry no id; the `*-complete`
+event carries the position and `retry: 1000`, so a browser's EventSource reconnects after a second
+(not its default three) and sends that position as `Last-Event-ID` by itself.
+
+Query parameters, for clients that cannot set headers:
+* `LastEventId`: the position to resume from when no `Last-Event-ID` header is sent (an
+  EventSource that had to be created anew, e.g. after a proxy answered 502, cannot set the header).
+* `RecentlyEnded=N` (0..1000, default 0): a snapshot also carries the N rooms that ended most
+  recently (by end time), so a dashboard opened now can show what just ended. Ignored on a resume.
 """
+
 from __future__ import annotations
 
 import asyncio
+import heapq
 
 import orjson
 from aiohttp import web
@@ -15,11 +29,15 @@ from aiohttp import web
 from service import logs
 from service.http.auth import requires_basic_auth
 from service.http.keys import FOLLOWER, SERVER_LOAD
+from service.rooms.errors import TwilioError
+from service.state.book import UNIQUE_NAME_TAKEN
 
 log = logs.get("roomevents.stream")
 QUEUE_LIMIT = 10000
 KEEPALIVE_S = 15.0
 POLL_S = 1.0  # how soon a stream notices shutdown (the client then resumes elsewhere)
+RETRY_MS = 1000  # EventSource reconnection delay, sent with the position
+MAX_RECENTLY_ENDED = 1000
 
 
 def _encode_position(position: dict[int, int]) -> str:
@@ -41,6 +59,7 @@ def _public(doc: dict) -> dict:
 
 @requires_basic_auth
 async def stream_rooms(request: web.Request) -> web.StreamResponse:
+    recently_ended = _recently_ended(request.query.get("RecentlyEnded"))
     follower = request.app[FOLLOWER]
     await follower.caught_up.wait()
 
@@ -54,25 +73,40 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
             overflow.set()  # the client reconnects with Last-Event-ID and catches up without gaps
 
     follower.index.listeners.append(listener)  # before the snapshot, so nothing slips between
-    response = web.StreamResponse(headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
-                                           "X-Accel-Buffering": "no"})
+    response = web.StreamResponse(
+        headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
     await response.prepare(request)
     try:
-        resume = _decode_position(request.headers.get("Last-Event-ID", ""))
+        resume = _decode_position(request.headers.get("Last-Event-ID") or request.query.get("LastEventId", ""))
         position = dict(follower.positions)
-        docs = list(follower.index.docs.values())
+        rooms = follower.index.docs
         if resume is None:
-            backlog = [d for d in docs if d.get("status") == "in-progress"]
+            backlog = [s for s in rooms.summaries() if s.status == "in-progress"]
+            if recently_ended:
+                backlog += heapq.nlargest(
+                    recently_ended,
+                    (
+                        s
+                        for s in rooms.summaries()
+                        if s.status != "in-progress" and s.failure_reason != UNIQUE_NAME_TAKEN
+                    ),
+                    key=lambda s: (s.end_time_ms or 0, s.sid),
+                )
             kind = "snapshot"
         else:
-            backlog = [d for d in docs if d.get("_offset", -1) >= resume.get(d.get("_partition"), 0)]
+            backlog = [s for s in rooms.summaries() if s.offset >= resume.get(s.partition, 0)]
             kind = "resume"
-        backlog.sort(key=lambda d: (d.get("_partition", 0), d.get("_offset", 0)))
+        backlog.sort(key=lambda s: (s.partition, s.offset))
         # Backlog events carry no id: a client cut off mid-backlog resumes from where it was, not
         # from the end of a backlog it never finished reading.
-        for doc in backlog:
-            await response.write(_event("room", _public(doc), None))
-        await response.write(_event(kind + "-complete", {"rooms": len(backlog)}, _encode_position(position)))
+        for summary in backlog:
+            doc = rooms.get(summary.sid)
+            if doc is not None:
+                await response.write(_event("room", _public(doc), None))
+        await response.write(
+            _event(kind + "-complete", {"rooms": len(backlog)}, _encode_position(position), retry_ms=RETRY_MS)
+        )
         idle = 0.0
         while not overflow.is_set() and not request.app[SERVER_LOAD].draining:
             try:
@@ -84,8 +118,9 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
                     await response.write(b": keepalive\n\n")
                 continue
             idle = 0.0
-            if doc.get("_removed"):
-                continue  # a room leaving the hot state is no change of the room
+            if doc.get("retired"):  # left the hot state: views drop it
+                await response.write(_event("room-retired", {"sid": doc["sid"]}, None))
+                continue
             partition, offset = doc.get("_partition", 0), doc.get("_offset", 0)
             if offset < position.get(partition, 0):
                 continue  # already covered by the snapshot
@@ -98,8 +133,22 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _event(name: str, data: dict, event_id: str | None) -> bytes:
+def _recently_ended(value: str | None) -> int:
+    if value is None or value == "":
+        return 0
+    try:
+        n = int(value)
+    except ValueError:
+        n = -1
+    if not 0 <= n <= MAX_RECENTLY_ENDED:
+        raise TwilioError(20001, f"RecentlyEnded must be an integer from 0 to {MAX_RECENTLY_ENDED}", 400)
+    return n
+
+
+def _event(name: str, data: dict, event_id: str | None, retry_ms: int | None = None) -> bytes:
     head = b"id: " + event_id.encode() + b"\n" if event_id is not None else b""
+    if retry_ms is not None:
+        head += b"retry: %d\n" % retry_ms
     return head + b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
 
 

@@ -5,6 +5,7 @@ ROOMEVENTS_TRUST_FORWARDED is on, X-Forwarded-Proto / -Host / -Port (first value
 by the proxy nearest the client) override the request's own scheme and Host. Otherwise the
 request's own scheme and Host header.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """The producer shell: acks=all, a deadline per publish, dead letters for what can never go."""
+
 from __future__ import annotations
 
 import asyncio
@@ -65,9 +66,9 @@ class Publisher:
             self.started = False
             await self.producer.stop()  # flushes what is pending
 
-
-    async def publish(self, topic: str, key: bytes | None, value: bytes,
-                      headers: Sequence[tuple[str, bytes]] = ()) -> None:
+    async def publish(
+        self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]] = ()
+    ) -> None:
         """Return only once the broker acknowledged the record (acks=all), within the deadline.
 
         Raises PublishTimeout / PublishError when it was not acknowledged in time (the caller
@@ -89,8 +90,9 @@ class Publisher:
             self.metrics.publish_failures.labels(topic, "too-large").inc()
             # Within the same deadline: what is left of it (the size check usually fails at once).
             left = max(0.1, self.timeout - (time.perf_counter() - started))
-            parked = await self.dead_letter(topic, key, value, headers, reason="too-large", detail=str(exc),
-                                            timeout=left)
+            parked = await self.dead_letter(
+                topic, key, value, headers, reason="too-large", detail=str(exc), timeout=left
+            )
             if not parked:
                 # Neither published nor parked: the client must retry, never get a 2xx.
                 raise PublishError(f"record too large and the dead-letter publish failed: {exc}") from None
@@ -100,31 +102,55 @@ class Publisher:
             raise PublishError(f"{type(exc).__name__}: {exc}") from None
         self.metrics.publish_seconds.labels(topic).observe(time.perf_counter() - started)
 
-    async def send_many(self, topic: str, items: Sequence[tuple[bytes | None, bytes, Sequence[tuple[str, bytes]]]]
-                        ) -> list[asyncio.Future]:
-        """Enqueue a batch (used by the materializer); the returned futures resolve on the broker's acks."""
-        return [await self.producer.send(topic, value, key=key, headers=list(headers)) for key, value, headers in items]
+    async def send_many(
+        self,
+        topic: str,
+        items: Sequence[tuple[bytes | None, bytes | None, Sequence[tuple[str, bytes]]]],
+        *,
+        partition: int | None = None,
+    ) -> list[asyncio.Future]:
+        """Enqueue a batch (used by the materializer), to `partition` when given (co-partitioned topics);
+        a None value is a tombstone. The returned futures resolve on the broker's acks."""
+        return [
+            await self.producer.send(topic, value, key=key, headers=list(headers), partition=partition)
+            for key, value, headers in items
+        ]
 
-    async def dead_letter(self, topic: str, key: bytes | None, value: bytes, headers: Sequence[tuple[str, bytes]],
-                          *, reason: str, detail: str = "", timeout: float | None = None) -> bool:
+    async def dead_letter(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes,
+        headers: Sequence[tuple[str, bytes]],
+        *,
+        reason: str,
+        detail: str = "",
+        timeout: float | None = None,
+    ) -> bool:
         """Park a record that can never be published or folded, with the reason.
 
         Best effort and never raises: returns True once the dead letter is acknowledged, False
         (logged) otherwise. Counted in roomevents_dead_letters_total{reason} only when parked.
         """
-        envelope = orjson.dumps({
-            "reason": reason, "detail": detail, "topic": topic,
-            "key": key.decode(errors="replace") if key else None,
-            "size": len(value),
-            # Keep what fits; a too-large record is truncated so that the letter itself fits.
-            "value": value[:DEAD_LETTER_VALUE_BYTES].decode(errors="replace"),
-            "truncated": len(value) > DEAD_LETTER_VALUE_BYTES,
-            "headers": {k: v.decode(errors="replace") for k, v in headers},
-        })
+        envelope = orjson.dumps(
+            {
+                "reason": reason,
+                "detail": detail,
+                "topic": topic,
+                "key": key.decode(errors="replace") if key else None,
+                "size": len(value),
+                # Keep what fits; a too-large record is truncated so that the letter itself fits.
+                "value": value[:DEAD_LETTER_VALUE_BYTES].decode(errors="replace"),
+                "truncated": len(value) > DEAD_LETTER_VALUE_BYTES,
+                "headers": {k: v.decode(errors="replace") for k, v in headers},
+            }
+        )
         dl_headers = [("roomevents_dlq_reason", reason.encode()), ("roomevents_dlq_topic", topic.encode())]
         try:
             async with asyncio.timeout(self.timeout if timeout is None else timeout):
-                future = await self.producer.send(self.settings.dead_letter_topic, envelope, key=key, headers=dl_headers)
+                future = await self.producer.send(
+                    self.settings.dead_letter_topic, envelope, key=key, headers=dl_headers
+                )
                 future.add_done_callback(_consume_outcome)
                 await asyncio.shield(future)
         except Exception as exc:  # the original error is what the caller reports

@@ -1,8 +1,12 @@
-"""Follows the state topic from the beginning into a RoomIndex (each API process has one).
+"""Follows the state topic into a RoomIndex (each API process has one).
 
-Not a consumer group: every reader needs every room. Waiters let a request wait until the
-materializer's document for a room arrives (read-your-writes for creates and completes).
+Not a consumer group: every reader needs every room. Each partition is read from the start of
+the materializer's latest snapshot of it (service/kafka/checkpoints.py), so a start costs the
+rooms held, not all history; a tombstone (a retired room) drops the room from the view.
+Waiters let a request wait until the materializer's document for a room arrives
+(read-your-writes for creates and completes).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -12,6 +16,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from service import logs
+from service.kafka.checkpoints import RESERVED_PREFIX, PartitionReader, restore_starts
 from service.metrics import Metrics
 from service.settings import Settings
 from service.state.index import Doc, RoomIndex
@@ -44,12 +49,33 @@ class StateFollower:
         partitions = await self._partitions()
         tps = [TopicPartition(self.settings.state_topic, p) for p in sorted(partitions)]
         self.consumer.assign(tps)
+        starts = await self._snapshot_starts(sorted(partitions))
         await self.consumer.seek_to_beginning(*tps)
+        for tp in tps:
+            if starts.get(tp.partition):
+                self.consumer.seek(tp, starts[tp.partition])
+            self.positions[tp.partition] = starts.get(tp.partition, 0)
         ends = await self.consumer.end_offsets(tps)
         self._catch_up_targets = {tp.partition: off for tp, off in ends.items()}
+        # Every partition has a position from the start, so a stream id names all of them (an empty
+        # one would make an EventSource reconnect without Last-Event-ID, getting a snapshot).
+        for tp in tps:
+            self.positions.setdefault(tp.partition, 0)
         if all(off == 0 for off in ends.values()):
             self.caught_up.set()
         self.task = asyncio.create_task(self._run(), name="state-follower")
+
+    async def _snapshot_starts(self, partitions: list[int]) -> dict[int, int]:
+        """Per state partition, where the materializer's latest snapshot of it starts (0: from the beginning)."""
+        try:
+            async with PartitionReader(self.settings.kafka_bootstrap_servers, "roomevents-state-restore") as reader:
+                checkpoints = await restore_starts(reader, self.settings.changelog_topic, partitions)
+        except Exception as exc:  # no changelog (yet): the whole state topic is read
+            log.warning("no changelog checkpoints; reading the state topic from the beginning", error=repr(exc))
+            return {}
+        starts = {p: c["state_start"] for p, c in checkpoints.items() if c and isinstance(c.get("state_start"), int)}
+        log.info("state view restore", from_offsets=starts)
+        return starts
 
     async def _partitions(self) -> set[int]:
         for _ in range(100):
@@ -73,13 +99,9 @@ class StateFollower:
                 continue
             for tp, messages in batches.items():
                 for message in messages:
-                    key = message.key.decode("utf-8", "replace") if message.key else ""
-                    if key.startswith("__"):  # the materializer's checkpoints: not a room
-                        self.positions[tp.partition] = message.offset + 1
-                        continue
-                    if message.value is None:
-                        # A tombstone: the room left the hot state (its history, if kept, is in PostgreSQL).
-                        self.index.remove(key, {"_partition": tp.partition, "_offset": message.offset})
+                    if message.value is None:  # a tombstone: the room was retired
+                        if message.key and not message.key.startswith(RESERVED_PREFIX):
+                            self.index.remove(message.key.decode())
                         self.positions[tp.partition] = message.offset + 1
                         continue
                     try:
@@ -88,28 +110,30 @@ class StateFollower:
                             raise ValueError("not a room document")
                     except (orjson.JSONDecodeError, ValueError) as exc:
                         # The view must go on following: one bad record is logged and skipped.
-                        log.error("state record skipped", partition=tp.partition, offset=message.offset,
-                                  error=str(exc))
+                        log.error("state record skipped", partition=tp.partition, offset=message.offset, error=str(exc))
                         self.positions[tp.partition] = message.offset + 1
                         continue
                     # Where this document sits on the state topic: SSE clients resume from it.
-                    doc["_partition"] = tp.partition
-                    doc["_offset"] = message.offset
-                    if not self.index.put(doc):
+                    if not self.index.put(doc, message.value, partition=tp.partition, offset=message.offset):
                         self.metrics.conflicting_documents.inc()
-                        log.error("state document of a second, partial fold ignored: the room's records "
-                                  "were keyed by more than one name", room_sid=doc["sid"],
-                                  partition=tp.partition, offset=message.offset,
-                                  unique_name=doc.get("unique_name"))
+                        log.error(
+                            "state document of a second, partial fold ignored: the room's records "
+                            "were keyed by more than one name",
+                            room_sid=doc["sid"],
+                            partition=tp.partition,
+                            offset=message.offset,
+                            unique_name=doc.get("unique_name"),
+                        )
                     self.positions[tp.partition] = message.offset + 1
             if not self.caught_up.is_set() and all(
-                    self.positions.get(p, 0) >= end for p, end in self._catch_up_targets.items()):
+                self.positions.get(p, 0) >= end for p, end in self._catch_up_targets.items()
+            ):
                 self.caught_up.set()
                 log.info("state view caught up", rooms=len(self.index.docs))
 
     def _wake(self, doc: Doc) -> None:
-        if doc.get("_removed"):
-            return  # waiters wait for documents; a removed room never satisfies them
+        if doc.get("retired"):
+            return  # waiters wait for documents; a retired room's marker never satisfies them
         waiters = self.waiters.get(doc["sid"])
         if not waiters:
             return

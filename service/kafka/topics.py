@@ -1,4 +1,5 @@
 """Topic creation (idempotent): events, state (compacted), dead letters."""
+
 from __future__ import annotations
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
@@ -13,13 +14,30 @@ log = logs.get(__name__)
 def topic_specs(settings: Settings) -> list[NewTopic]:
     n, rf = settings.topic_partitions, settings.topic_replication
     return [
-        NewTopic(settings.events_topic, num_partitions=n, replication_factor=rf,
-                 topic_configs={"cleanup.policy": "delete", "retention.ms": "-1"}),
+        NewTopic(
+            settings.events_topic,
+            num_partitions=n,
+            replication_factor=rf,
+            topic_configs={"cleanup.policy": "delete", "retention.ms": "-1"},
+        ),
         # Keyed by room SID: compaction keeps each room's latest document forever.
-        NewTopic(settings.state_topic, num_partitions=n, replication_factor=rf,
-                 topic_configs={"cleanup.policy": "compact"}),
-        NewTopic(settings.dead_letter_topic, num_partitions=1, replication_factor=rf,
-                 topic_configs={"cleanup.policy": "delete"}),
+        NewTopic(
+            settings.state_topic, num_partitions=n, replication_factor=rf, topic_configs={"cleanup.policy": "compact"}
+        ),
+        # Co-partitioned with the events topic (same count, written by partition number): each held
+        # room's fold state and the checkpoints restores start from. See service/kafka/checkpoints.py.
+        NewTopic(
+            settings.changelog_topic,
+            num_partitions=n,
+            replication_factor=rf,
+            topic_configs={"cleanup.policy": "compact"},
+        ),
+        NewTopic(
+            settings.dead_letter_topic,
+            num_partitions=1,
+            replication_factor=rf,
+            topic_configs={"cleanup.policy": "delete"},
+        ),
     ]
 
 
@@ -35,8 +53,7 @@ async def ensure_topics(settings: Settings) -> list[str]:
                 await admin.create_topics(missing)
             except TopicAlreadyExistsError:
                 pass  # another replica created them first
-        log.info("topics ready", created=[t.name for t in missing],
-                 topics=[t.name for t in topic_specs(settings)])
+        log.info("topics ready", created=[t.name for t in missing], topics=[t.name for t in topic_specs(settings)])
         return [t.name for t in missing]
     finally:
         await admin.close()

@@ -2,6 +2,7 @@
 
 Pure domain code: raised by validation and by the API, rendered by the HTTP shell.
 """
+
 from __future__ import annotations
 
 MORE_INFO = "https://www.twilio.com/docs/errors/{code}"
@@ -32,5 +33,13 @@ def not_found(path: str) -> TwilioError:
     return TwilioError(20404, f"The requested resource {path} was not found", 404)
 
 
-def unauthorized() -> TwilioError:
-    return TwilioError(20003, "Authentication Error - invalid username", 401)
+NO_CREDENTIALS = "Authentication Error - No credentials provided"
+MALFORMED_CREDENTIALS = "Authentication Error - malformed credentials: expected HTTP Basic <account SID>:<auth token>"
+# Says neither which part was wrong nor whether the account SID exists.
+INVALID_CREDENTIALS = "Authentication Error - invalid credentials (account SID or auth token)"
+
+
+def unauthorized(message: str = INVALID_CREDENTIALS) -> TwilioError:
+    """401 with Twilio's code 20003; the message says whether credentials were missing, malformed
+    or wrong, never which of the account SID and the token did not match."""
+    return TwilioError(20003, message, 401)

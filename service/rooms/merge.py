@@ -8,6 +8,7 @@ for the merged list held in memory: same order, same tokens, same `Page` offsets
 Pure paging logic: the history store comes in as `fetch(bound, inclusive, descending, limit)`,
 returning documents in key order (ascending, or descending from `bound` when `descending`).
 """
+
 from __future__ import annotations
 
 from bisect import bisect_left, bisect_right
@@ -23,8 +24,9 @@ MAX_OVERFETCH = 500
 
 
 class MergedList:
-    def __init__(self, hot: Sequence[Doc], hot_sids: Container[str], fetch: Fetch, key: Callable[[Doc], Key],
-                 overfetch: int = 0) -> None:
+    def __init__(
+        self, hot: Sequence[Doc], hot_sids: Container[str], fetch: Fetch, key: Callable[[Doc], Key], overfetch: int = 0
+    ) -> None:
         """`hot`: the hot view's matching rooms, sorted by `key`; `hot_sids`: every room the hot view
         holds (matching or not: it wins either way); `overfetch`: how many history rows per query may
         turn out to be hot (e.g. the number of hot rooms of the list's status, capped)."""
@@ -38,9 +40,9 @@ class MergedList:
     def _from_hot(self, bound: Key | None, inclusive: bool, descending: bool, n: int) -> list[Doc]:
         if not descending:
             start = 0 if bound is None else (bisect_left if inclusive else bisect_right)(self.keys, bound)
-            return self.hot[start:start + n]
+            return self.hot[start : start + n]
         end = len(self.keys) if bound is None else (bisect_right if inclusive else bisect_left)(self.keys, bound)
-        return self.hot[max(0, end - n):end][::-1]
+        return self.hot[max(0, end - n) : end][::-1]
 
     async def _from_history(self, bound: Key | None, inclusive: bool, descending: bool, n: int) -> list[Doc]:
         out: list[Doc] = []
@@ -58,8 +60,9 @@ class MergedList:
         `descending`, nearest first)."""
         if n <= 0:
             return []
-        both = self._from_hot(bound, inclusive, descending, n) + await self._from_history(bound, inclusive,
-                                                                                           descending, n)
+        both = self._from_hot(bound, inclusive, descending, n) + await self._from_history(
+            bound, inclusive, descending, n
+        )
         return sorted(both, key=self.key, reverse=descending)[:n]
 
     async def window(self, page_size: int, *, offset: int = 0, token: tuple[str, Key] | None = None) -> Window:
@@ -73,5 +76,6 @@ class MergedList:
             after = await self.take(token[1], True, False, 1)
             return Window(items[:page_size][::-1], len(items) > page_size, bool(after))
         items = await self.take(None, False, False, offset + page_size + 1)
-        return Window(items[offset:offset + page_size], offset > 0 and len(items) > 0,
-                      len(items) > offset + page_size)
+        return Window(
+            items[offset : offset + page_size], offset > 0 and len(items) > 0, len(items) > offset + page_size
+        )

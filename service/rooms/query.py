@@ -2,6 +2,7 @@
 
 Pure (no I/O, no framework): invalid values raise TwilioError 20001 (400), as Twilio answers.
 """
+
 from __future__ import annotations
 
 import re
@@ -33,8 +34,9 @@ def parse_date_ms(name: str, value: str | None) -> int | None:
             text = f"{spaced.group(1)}+{spaced.group(2)}"
         return records.parse_timestamp_ms(text)
     except (ValueError, records.RecordError, OverflowError):
-        raise TwilioError(20001, f"Invalid {name}: {value[:64]!r} is not a date (YYYY-MM-DD) or an "
-                                 "ISO 8601 date-time", 400) from None
+        raise TwilioError(
+            20001, f"Invalid {name}: {value[:64]!r} is not a date (YYYY-MM-DD) or an ISO 8601 date-time", 400
+        ) from None
 
 
 def in_range(ms: int | None, after_ms: int | None, before_ms: int | None) -> bool:

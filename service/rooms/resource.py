@@ -18,6 +18,7 @@ Paging (decisions, tested in tests/test_rooms_api.py):
   next_page_url, key. URLs are absolute (the caller's base URL), and list the filters the client
   gave, then PageSize, Page and PageToken, as Twilio's do.
 """
+
 from __future__ import annotations
 
 import base64
@@ -30,14 +31,21 @@ from urllib.parse import urlencode
 import orjson
 
 from service.rooms.errors import TwilioError
-from service.state.fold import RESOURCE_FIELDS
+from service.state.render import RESOURCE_FIELDS
 
-# The sub-resources Twilio links from a room. Only Participants is served here; the others answer
-# 404 (Twilio JSON) until recordings/transcriptions are modelled.
-ROOM_LINKS = (("participants", "Participants"), ("recordings", "Recordings"),
-              ("recording_rules", "RecordingRules"), ("transcriptions", "Transcriptions"))
-PARTICIPANT_LINKS = (("published_tracks", "PublishedTracks"), ("subscribed_tracks", "SubscribedTracks"),
-                     ("subscribe_rules", "SubscribeRules"), ("anonymize", "Anonymize"))
+# The sub-resources Twilio links from a room; all are served (Transcriptions as an empty list).
+ROOM_LINKS = (
+    ("participants", "Participants"),
+    ("recordings", "Recordings"),
+    ("recording_rules", "RecordingRules"),
+    ("transcriptions", "Transcriptions"),
+)
+PARTICIPANT_LINKS = (
+    ("published_tracks", "PublishedTracks"),
+    ("subscribed_tracks", "SubscribedTracks"),
+    ("subscribe_rules", "SubscribeRules"),
+    ("anonymize", "Anonymize"),
+)
 
 
 def room_resource(doc: Mapping[str, Any], base_url: str) -> dict[str, Any]:
@@ -69,6 +77,54 @@ def participant_resource(doc: Mapping[str, Any], participant: Mapping[str, Any],
     }
 
 
+TWILIO_VIDEO = "https://video.twilio.com"
+
+
+def recording_resource(doc: Mapping[str, Any], recording: Mapping[str, Any], base_url: str) -> dict[str, Any]:
+    """Twilio's room recording resource (video.v1.room.room_recording) from the room document's
+    folded recording events. ``links.media`` is the MediaUri Twilio reported (made absolute against
+    Twilio's API host when relative) once the recording completed, else absent: the media itself is
+    never served here."""
+    room_sid = doc["sid"]
+    media = recording.get("media_uri")
+    if media and media.startswith("/"):
+        media = TWILIO_VIDEO + media
+    grouping = {"room_sid": room_sid}
+    if recording.get("participant_sid"):
+        grouping["participant_sid"] = recording["participant_sid"]
+    return {
+        "account_sid": doc.get("account_sid"),
+        "status": recording["status"],
+        "date_created": recording.get("date_created"),
+        "sid": recording["sid"],
+        "source_sid": recording.get("source_sid"),
+        "size": recording.get("size"),
+        "url": f"{base_url}/v1/Rooms/{room_sid}/Recordings/{recording['sid']}",
+        "type": recording.get("type"),
+        "duration": recording.get("duration"),
+        "container_format": recording.get("container"),
+        "codec": recording.get("codec"),
+        "grouping_sids": grouping,
+        "track_name": recording.get("track_name"),
+        "offset": recording.get("offset"),
+        "media_external_location": recording.get("media_external_location"),
+        "room_sid": room_sid,
+        "links": {"media": media} if media else {},
+    }
+
+
+def recording_rules_resource(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """Twilio's recording rules resource (video.v1.room.room_recording_rule): the rules the room was
+    created with (RecordingRules, else RecordParticipantsOnConnect); null when the room is known from
+    callbacks alone and its configuration is unknown."""
+    return {
+        "room_sid": doc["sid"],
+        "rules": doc.get("recording_rules"),
+        "date_created": doc.get("date_created"),
+        "date_updated": doc.get("date_created"),  # set at creation; never updated here
+    }
+
+
 # ---------------------------------------------------------------- paging
 
 Key = tuple
@@ -90,8 +146,11 @@ def decode_token(token: str, shape: Sequence[type]) -> tuple[str, Key]:
         key = orjson.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
     except (binascii.Error, ValueError):
         raise bad from None
-    if (not isinstance(key, list) or len(key) != len(shape)
-            or not all(type(v) is t for v, t in zip(key, shape))):
+    if (
+        not isinstance(key, list)
+        or len(key) != len(shape)
+        or not all(type(v) is t for v, t in zip(key, shape, strict=True))
+    ):
         raise bad
     return token[1], tuple(key)
 
@@ -103,8 +162,14 @@ class Window:
     has_after: bool
 
 
-def window(items: Sequence[Any], key: Callable[[Any], Key], page_size: int, *, offset: int = 0,
-           token: tuple[str, Key] | None = None) -> Window:
+def window(
+    items: Sequence[Any],
+    key: Callable[[Any], Key],
+    page_size: int,
+    *,
+    offset: int = 0,
+    token: tuple[str, Key] | None = None,
+) -> Window:
     """One page of `items` (sorted ascending by `key`): by keyset token, else by offset."""
     keys = [key(item) for item in items]
     if token is not None and token[0] == "A":
@@ -118,8 +183,16 @@ def window(items: Sequence[Any], key: Callable[[Any], Key], page_size: int, *, o
     return Window(list(items[start:end]), start > 0 and len(items) > 0, end < len(items))
 
 
-def page_meta(list_url: str, key_name: str, filters: Sequence[tuple[str, str]], page: int, page_size: int,
-              page_token: str | None, win: Window, key: Callable[[Any], Key]) -> dict[str, Any]:
+def page_meta(
+    list_url: str,
+    key_name: str,
+    filters: Sequence[tuple[str, str]],
+    page: int,
+    page_size: int,
+    page_token: str | None,
+    win: Window,
+    key: Callable[[Any], Key],
+) -> dict[str, Any]:
     """Twilio's ``meta`` object for one page of a list at `list_url` (absolute)."""
 
     def url(page_number: int, token: str | None) -> str:

@@ -1,56 +1,131 @@
-"""RoomBook: the rooms of the partitions one materializer owns, and who holds each unique name.
+"""RoomBook: the rooms of one events partition, who holds each unique name, and what retired.
 
 Pure domain code (no I/O, the clock is a parameter). Room state is folded by `fold`; the one
 decision that depends on log order rather than Twilio time is unique-name arbitration: records are
 keyed by unique name, so every competitor for a name sits on one partition, and the first create
 in log order while the name is free wins. Replaying the partition replays the same decisions.
+
+With a retention (service/state/retention.py), ended rooms leave the book by event time, and late
+events for them are refused with a reason instead of folded. Each room also carries a version:
+the greatest events-topic offset folded into it, monotonic, the same in a replay.
 """
+
 from __future__ import annotations
 
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, Iterable, Mapping
 
 from service.events import record as records
-from service.state.fold import (RoomState, date_created_ms, fold, mark_failed, order_of, participant_edges,
-                                status, unique_name)
+from service.state.fold import fold, mark_failed, order_of
+from service.state.retention import Retention, event_time
+from service.state.shapes import RoomState
+from service.state.views import date_created_ms, participant_edges, status, unique_name
 
 UNIQUE_NAME_TAKEN = "unique-name-taken"
 
 
+@dataclass(frozen=True, slots=True)
+class Applied:
+    """What one event did: changed its room's state, changed nothing (a duplicate), or was refused."""
+
+    sid: str
+    changed: bool
+    refused: str | None = None  # why it was not folded (retention): dead-letter it with this reason
+
+
+def _received_ms(event: Mapping[str, Any]) -> int | None:
+    text = event.get("received_at")
+    if not text:
+        return None
+    try:
+        return int(datetime.fromisoformat(text).timestamp() * 1000)
+    except ValueError:
+        return None
+
+
 class RoomBook:
-    def __init__(self) -> None:
+    def __init__(self, retain_ms: int | None = None) -> None:
         self.rooms: dict[str, RoomState] = {}
         self.active_names: dict[str, str] = {}
+        self.versions: dict[str, int] = {}
+        self.retention = Retention(retain_ms) if retain_ms else None
 
     def apply(self, event: Mapping[str, Any]) -> str:
         """Fold one event in; returns the SID of the room it changed."""
+        return self.take(event).sid
+
+    def take(self, event: Mapping[str, Any], offset: int | None = None) -> Applied:
+        """Fold one event (at `offset` of the events topic, when known) unless retention refuses it."""
         sid = event["room_sid"]
         before = self.rooms.get(sid)
+        retention = self.retention
+        if retention is not None:
+            refused = retention.late_reason(event, before is not None)
+            if refused is not None:
+                return Applied(sid, False, refused)
         after = fold(before, event)
         name = unique_name(after)
         holder = self.active_names.get(name)
         # Arbitrate the room's first api create, even if callbacks for its SID came before it.
-        if (event["type"] == "room-created" and event.get("source") == "api"
-                and (before is None or before["config"] is None)
-                and holder is not None and holder != sid and status(self.rooms[holder]) == "in-progress"):
+        if (
+            event["type"] == "room-created"
+            and event.get("source") == "api"
+            and (before is None or before["config"] is None)
+            and holder is not None
+            and holder != sid
+            and status(self.rooms[holder]) == "in-progress"
+        ):
             after = mark_failed(after, UNIQUE_NAME_TAKEN, order_of(event))
         self.rooms[sid] = after
         if status(after) == "in-progress":
             self.active_names.setdefault(name, sid)
         elif holder == sid:
             del self.active_names[name]
-        return sid
+        if offset is not None and offset > self.versions.get(sid, -1):
+            self.versions[sid] = offset
+        if retention is not None:
+            retention.observe(sid, after, event_time(event["occurred_at_ms"], _received_ms(event)))
+        return Applied(sid, after != before)
 
     def apply_all(self, events: Iterable[Mapping[str, Any]]) -> set[str]:
         return {self.apply(e) for e in events}
 
     def forget(self, sids: Iterable[str]) -> None:
-        """Drop rooms (their partition was revoked)."""
+        """Drop rooms (their partition was revoked, or they retired)."""
         for sid in sids:
             state = self.rooms.pop(sid, None)
+            self.versions.pop(sid, None)
             if state is not None:
                 name = unique_name(state)
                 if self.active_names.get(name) == sid:
                     del self.active_names[name]
+
+    def retire_due(self) -> list[str]:
+        """Retire the ended rooms whose retention passed (in event time); returns their SIDs."""
+        if self.retention is None:
+            return []
+        due = self.retention.due(self.rooms)
+        self.forget(due)
+        return due
+
+    # ------------------------------------------------------------ restoring from a changelog
+
+    def restore(self, sid: str, state: RoomState, version: int | None) -> None:
+        """Install a room's state as the changelog kept it (names are rebuilt by `restored`)."""
+        self.rooms[sid] = state
+        if version is not None:
+            self.versions[sid] = version
+        if self.retention is not None:
+            self.retention.restore_room(sid, state)
+
+    def restored(self) -> None:
+        """After `restore` calls: who holds each name, as replaying the partition would decide."""
+        self.active_names = {}
+        by_creation = sorted(self.rooms.items(), key=lambda item: (date_created_ms(item[1]), item[0]))
+        for sid, state in by_creation:
+            if status(state) == "in-progress":
+                self.active_names.setdefault(unique_name(state), sid)
 
 
 def timer_due(state: RoomState, now_ms: int) -> int | None:
@@ -64,7 +139,7 @@ def timer_due(state: RoomState, now_ms: int) -> int | None:
     """
     if state["config"] is None or status(state) != "in-progress":
         return None
-    config = state["config"][1]
+    config = state["config"].value
     if config.get("status_callback"):
         return None
     due = _timeout_instant(state, config)
@@ -91,6 +166,7 @@ def _timeout_instant(state: RoomState, config: Mapping[str, Any]) -> int | None:
 
 
 def timer_event(state: RoomState, due_ms: int, now_ms: int) -> dict[str, Any]:
-    config = state["config"][1]
-    return records.room_ended(config.get("account_sid") or "", state["sid"], unique_name(state), due_ms,
-                              reason="timeout") | {"received_at": records.format_ms(now_ms)}
+    config = state["config"].value
+    return records.room_ended(
+        config.get("account_sid") or "", state["sid"], unique_name(state), due_ms, reason="timeout"
+    ) | {"received_at": records.format_ms(now_ms)}

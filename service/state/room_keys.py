@@ -10,6 +10,7 @@ rooms this process has just created or seen named in a callback.
 
 Pure domain code: no I/O.
 """
+
 from __future__ import annotations
 
 from collections import OrderedDict
