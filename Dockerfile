@@ -1,6 +1,8 @@
 # roomevents: one image for every role.
 #   docker run IMAGE                 -> `roomevents ingress` (HTTP, port 8080)
 #   docker run IMAGE materializer    -> Kafka consumer (health/metrics on 9090)
+#   docker run IMAGE archive         -> state topic -> PostgreSQL history (health/metrics on 9090)
+#   docker run IMAGE migrate         -> apply the history store's schema migrations and exit
 #   docker run IMAGE topics          -> create the Kafka topics and exit
 #
 # Build from the repository root:  docker build -t roomevents:dev .

@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Protocol
 from service import logs, settings as settings_module
 from service.settings import DEV_AUTH_TOKEN, Settings
 
-if TYPE_CHECKING:  # imported where used: the broker module is only needed by `dev`
+if TYPE_CHECKING:  # imported where used: the broker and PostgreSQL modules are only needed by `dev`
+    from service.history.embedded import EmbeddedPostgres
     from service.kafka.broker import EmbeddedBroker
 
 HELP = """\
@@ -27,24 +28,34 @@ scripts/bootstrap (run by scripts/dev and scripts/test) installs roomevents into
 """
 
 SUMMARIES = {
-    "dev": "everything on one machine: embedded broker, topics, ingress, materializer, read API",
+    "dev": "everything on one machine: embedded broker and PostgreSQL, topics, ingress, materializer, archive",
     "ingress": "the HTTP ingress and read API (Rooms API, status callbacks, SSE stream)",
     "materializer": "the consumer group that folds events into room state",
+    "archive": "the consumer group that writes every room document into the PostgreSQL history store",
+    "migrate": "apply the history store's pending schema migrations, then exit",
     "topics": "create the events, state (compacted) and dead-letter topics if missing",
 }
 
 DESCRIPTIONS = {
     "dev": "Everything on one machine until Ctrl-C: an embedded Kafka-compatible broker (Tansu), the topics, "
-    "the ingress, the materializer and the read API. Without KAFKA_BOOTSTRAP_SERVERS the broker is "
+    "the ingress, the materializer, the archive and the read API. Without KAFKA_BOOTSTRAP_SERVERS the broker is "
     "embedded; its data is kept in ROOMEVENTS_DEV_DATA (.dev-data by default) between runs, or in "
     "memory with ROOMEVENTS_DEV_DATA=memory (or when s3rver, its local S3 store, is not installed). "
-    "Prints the base URL, the broker address and the dev credentials.",
+    "Without ROOMEVENTS_DATABASE_URL a private PostgreSQL is the history store, its data kept in "
+    "ROOMEVENTS_DEV_POSTGRES_DATA (.data/postgres by default). "
+    "Prints the base URL, the broker and database addresses and the dev credentials.",
     "ingress": "The HTTP ingress and read API: Twilio-compatible Rooms API, status callbacks (signature "
     "checked), room reads and the SSE stream, against KAFKA_BOOTSTRAP_SERVERS. Creates missing "
     "topics at start.",
     "materializer": "The consumer group that folds room events into room state and publishes each room's "
     "document to the state topic, against KAFKA_BOOTSTRAP_SERVERS; /healthz, /readyz and "
     "/metrics on ROOMEVENTS_METRICS_PORT. Creates missing topics at start.",
+    "archive": "The consumer group that reads the state topic and writes every room document into the "
+    "PostgreSQL history store (ROOMEVENTS_DATABASE_URL), against KAFKA_BOOTSTRAP_SERVERS; applies the "
+    "schema migrations at start; /healthz, /readyz and /metrics on ROOMEVENTS_METRICS_PORT. Creates "
+    "missing topics at start. Needs no Twilio credentials.",
+    "migrate": "Apply the history store's pending schema migrations (ROOMEVENTS_DATABASE_URL), then exit. "
+    "Needs neither Kafka nor Twilio credentials.",
     "topics": "Create the events, state (compacted) and dead-letter topics if missing, then exit.",
 }
 
@@ -72,7 +83,7 @@ def _parser() -> argparse.ArgumentParser:
         prog="roomevents", description=HELP, epilog=EPILOG, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True, title="commands")
-    for name in ("dev", "ingress", "materializer", "topics"):
+    for name in ("dev", "ingress", "materializer", "archive", "migrate", "topics"):
         commands.add_parser(
             name,
             help=SUMMARIES[name],
@@ -188,6 +199,26 @@ async def _materializer(cfg: Settings) -> None:
     await _run_until_stopped(MaterializerService(cfg))
 
 
+async def _archive(cfg: Settings) -> None:
+    from service.kafka.topics import ensure_topics
+    from service.runtime import ArchiveService
+
+    await ensure_topics(cfg)
+    await _run_until_stopped(ArchiveService(cfg))
+
+
+async def _migrate(cfg: Settings) -> None:
+    from service.history.archive import migrate_once
+    from service.history.store import redact
+
+    applied = await migrate_once(cfg)
+    print(
+        f"roomevents: history schema at {redact(cfg.database_url)} is up to date"
+        + (f"; applied {', '.join(applied)}" if applied else " (nothing to apply)"),
+        flush=True,
+    )
+
+
 async def _topics(cfg: Settings) -> None:
     from service.kafka.topics import ensure_topics
 
@@ -217,50 +248,88 @@ def _dev_broker(cfg: Settings) -> tuple[EmbeddedBroker, str]:
     return EmbeddedBroker().start(), note
 
 
-async def _dev(cfg: Settings) -> None:
-    from service.kafka.topics import ensure_topics
-    from service.metrics import Metrics
-    from service.runtime import IngressServer, MaterializerService
+async def _dev_postgres(cfg: Settings) -> tuple[EmbeddedPostgres | None, Settings, str]:
+    """The private PostgreSQL for `dev` (data in cfg.dev_postgres_data) unless ROOMEVENTS_DATABASE_URL
+    is set. Returns (started server or None, settings with its URL, note for the banner). A server that
+    cannot start is a warning: dev then runs without a history store."""
+    if cfg.database_url:
+        return None, cfg, ""
+    from service.history.embedded import EmbeddedPostgres, EmbeddedPostgresError
 
-    broker = None
+    try:
+        postgres = await asyncio.to_thread(lambda: EmbeddedPostgres(cfg.dev_postgres_data).start())
+    except EmbeddedPostgresError as exc:
+        logs.get("roomevents").warning("no history store: the embedded PostgreSQL did not start", error=str(exc))
+        return None, cfg, "none: " + str(exc)
+    return postgres, cfg.with_overrides(database_url=postgres.url()), f" (embedded, data in {postgres.data_dir})"
+
+
+async def _dev(cfg: Settings) -> None:
+    broker = postgres = None
     storage_note = ""
     if not cfg.kafka_bootstrap_servers:
         broker, storage_note = _dev_broker(cfg)
         cfg = cfg.with_overrides(kafka_bootstrap_servers=broker.bootstrap_servers)
     try:
-        await ensure_topics(cfg)
-        metrics = Metrics()
-        ingress = IngressServer(cfg, metrics)
-        materializer = MaterializerService(cfg, metrics, serve_health=False)
-        shown_token = cfg.twilio_auth_token if cfg.twilio_auth_token == DEV_AUTH_TOKEN else "$TWILIO_AUTH_TOKEN"
-        banner = (
-            "\n  roomevents dev is up\n"
-            f"  base URL        {cfg.base_url()}\n"
-            f"  callbacks       {cfg.base_url()}{cfg.callback_path}\n"
-            f"  dashboard       {cfg.base_url()}/dashboard  (the account SID and auth token below)\n"
-            f"  broker          {cfg.kafka_bootstrap_servers}{storage_note}\n"
-            f"  account SID     {cfg.twilio_account_sid}\n"
-            f"  auth token      {cfg.twilio_auth_token if cfg.twilio_auth_token == DEV_AUTH_TOKEN else '(from TWILIO_AUTH_TOKEN, not shown)'}\n"
-            f'  try             curl -u "{cfg.twilio_account_sid}:{shown_token}" '
-            f"-d Type=group -d UniqueName=demo {cfg.base_url()}/v1/Rooms\n"
-            "  stop            Ctrl-C\n"
-        )
-
-        class Banner:
-            async def start(self) -> None:
-                print(banner, flush=True)
-
-            async def stop(self) -> None:
-                pass
-
-        await _run_until_stopped(materializer, ingress, Banner())
+        postgres, cfg, database_note = await _dev_postgres(cfg)
+        await _dev_services(cfg, storage_note, database_note)
     finally:
+        if postgres is not None:
+            await asyncio.to_thread(postgres.stop)
+            print("  embedded PostgreSQL stopped", flush=True)
         if broker is not None:
             await broker.astop()
             print("  embedded broker stopped", flush=True)
 
 
-COMMANDS = {"dev": _dev, "ingress": _ingress, "materializer": _materializer, "topics": _topics}
+async def _dev_services(cfg: Settings, storage_note: str, database_note: str) -> None:
+    from service.history.store import redact
+    from service.kafka.topics import ensure_topics
+    from service.metrics import Metrics
+    from service.runtime import ArchiveService, IngressServer, MaterializerService
+
+    await ensure_topics(cfg)
+    metrics = Metrics()
+    ingress = IngressServer(cfg, metrics)
+    materializer = MaterializerService(cfg, metrics, serve_health=False)
+    archive = ArchiveService(cfg, metrics, serve_health=False) if cfg.database_url else None
+    shown_token = cfg.twilio_auth_token if cfg.twilio_auth_token == DEV_AUTH_TOKEN else "$TWILIO_AUTH_TOKEN"
+    database = redact(cfg.database_url) + database_note if cfg.database_url else database_note
+    banner = (
+        "\n  roomevents dev is up\n"
+        f"  base URL        {cfg.base_url()}\n"
+        f"  callbacks       {cfg.base_url()}{cfg.callback_path}\n"
+        f"  dashboard       {cfg.base_url()}/dashboard  (the account SID and auth token below)\n"
+        f"  broker          {cfg.kafka_bootstrap_servers}{storage_note}\n"
+        f"  database        {database}\n"
+        f"  account SID     {cfg.twilio_account_sid}\n"
+        f"  auth token      {cfg.twilio_auth_token if cfg.twilio_auth_token == DEV_AUTH_TOKEN else '(from TWILIO_AUTH_TOKEN, not shown)'}\n"
+        f'  try             curl -u "{cfg.twilio_account_sid}:{shown_token}" '
+        f"-d Type=group -d UniqueName=demo {cfg.base_url()}/v1/Rooms\n"
+        "  stop            Ctrl-C\n"
+    )
+
+    class Banner:
+        async def start(self) -> None:
+            print(banner, flush=True)
+
+        async def stop(self) -> None:
+            pass
+
+    services: list[Service] = [materializer, ingress, Banner()]
+    if archive is not None:
+        services.insert(1, archive)
+    await _run_until_stopped(*services)
+
+
+COMMANDS = {
+    "dev": _dev,
+    "ingress": _ingress,
+    "materializer": _materializer,
+    "archive": _archive,
+    "migrate": _migrate,
+    "topics": _topics,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         "dev": ("ROOMEVENTS_PORT", cfg.port),
         "ingress": ("ROOMEVENTS_PORT", cfg.port),
         "materializer": ("ROOMEVENTS_METRICS_PORT", cfg.metrics_port),
+        "archive": ("ROOMEVENTS_METRICS_PORT", cfg.metrics_port),
     }
     if args.command in listens:
         variable, port = listens[args.command]

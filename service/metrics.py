@@ -45,9 +45,29 @@ class Metrics:
             registry=r,
         )
         self.rooms = Gauge("roomevents_rooms", "Rooms by status", ["status"], registry=r)
+        # History store (PostgreSQL): the archive's writes and the API's reads.
+        self.archive_rows = Counter("roomevents_archive_rows", "Room rows written to the history store", registry=r)
+        self.archive_skipped = Counter(
+            "roomevents_archive_skipped", "State records the archive did not write, by reason", ["reason"], registry=r
+        )
+        self.archive_paused = Gauge(
+            "roomevents_archive_paused", "1 while the archive waits for the history store", registry=r
+        )
+        self.archive_lag = Gauge(
+            "roomevents_archive_lag", "State-topic records the archive has not written yet", ["partition"], registry=r
+        )
+        self.history_reads = Counter(
+            "roomevents_history_reads", "API reads that went to the history store", ["outcome"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
+
+    def forget_archive_partition(self, partition: int) -> None:
+        try:
+            self.archive_lag.remove(str(partition))
+        except KeyError:
+            pass
 
     def forget_partition(self, partition: int) -> None:
         """A revoked partition's lag is its new owner's to report."""

@@ -14,9 +14,11 @@ from typing import Callable
 from aiohttp import web
 
 from service import logs
+from service.history.archive import Archive
+from service.history.store import HistoryStore
 from service.http import health
 from service.http.app import build_app
-from service.http.keys import METRICS, READINESS, SERVER_LOAD, ServerLoad
+from service.http.keys import HISTORY, METRICS, READINESS, SERVER_LOAD, Readiness, ServerLoad
 from service.kafka.producer import Publisher
 from service.kafka.state_follower import StateFollower
 from service.materializer import Materializer
@@ -40,7 +42,11 @@ class IngressServer:
         self.metrics = metrics or Metrics()
         self.publisher = Publisher(settings, self.metrics, client_id="roomevents-ingress")
         self.follower = StateFollower(settings, self.metrics)
+        # Rooms that left the hot state are read from here (None: no history store configured).
+        self.history = HistoryStore(settings.database_url, max_size=8, timeout=3.0) if settings.database_url else None
         self.app = build_app(settings, self.metrics, self.publisher, self.follower)
+        if self.history is not None:
+            self.app[HISTORY] = self.history
         self.app[READINESS] = self.readiness
         self.runner: web.AppRunner | None = None
         self.port: int | None = None
@@ -54,11 +60,14 @@ class IngressServer:
             except (asyncio.TimeoutError, Exception):
                 broker = False
         view = self.follower.caught_up.is_set()
+        # The history store is not part of readiness: while it is away only reads of rooms that left
+        # the hot state fail (503), and everything else goes on.
         return {
             "ready": broker and view,
             "broker": broker,
             "state_view_caught_up": view,
             "rooms": len(self.follower.index.docs),
+            "history": self.history is not None,
         }
 
     async def start(self) -> None:
@@ -89,6 +98,9 @@ class IngressServer:
             url=f"http://{self.settings.host}:{self.port}",
             public_url=self.settings.base_url(),
             callback_path=self.settings.callback_path,
+            history=self.history.where
+            if self.history is not None
+            else "none (ROOMEVENTS_DATABASE_URL unset): rooms that leave the hot state are no longer served",
         )
 
     @property
@@ -105,7 +117,22 @@ class IngressServer:
             await self.runner.cleanup()  # closes the listener, waits for handlers up to the grace period
         await self.publisher.stop()
         await self.follower.stop()
+        if self.history is not None:
+            await self.history.close()
         log.info("ingress stopped")
+
+
+async def serve_health(settings: Settings, metrics: Metrics, readiness: Readiness) -> web.AppRunner:
+    """/healthz, /readyz and /metrics on ROOMEVENTS_METRICS_PORT (the consumer roles)."""
+    app = web.Application()
+    app[SERVER_LOAD] = ServerLoad()
+    app[METRICS] = metrics
+    app[READINESS] = readiness
+    health.add_routes(app)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, settings.host, settings.metrics_port).start()
+    return runner
 
 
 class MaterializerService:
@@ -134,14 +161,7 @@ class MaterializerService:
         await self.materializer.start()
         self.task = asyncio.create_task(self.materializer.run(), name="materializer")
         if self.serve_health:
-            app = web.Application()
-            app[SERVER_LOAD] = ServerLoad()
-            app[METRICS] = self.metrics
-            app[READINESS] = self.readiness
-            health.add_routes(app)
-            self.runner = web.AppRunner(app, access_log=None)
-            await self.runner.setup()
-            await web.TCPSite(self.runner, self.settings.host, self.settings.metrics_port).start()
+            self.runner = await serve_health(self.settings, self.metrics, self.readiness)
 
     async def stop(self) -> None:
         await self.materializer.stop()
@@ -156,3 +176,52 @@ class MaterializerService:
         if self.runner is not None:
             await self.runner.cleanup()
         log.info("materializer stopped")
+
+
+class ArchiveService:
+    """The archive (state topic -> history store) plus a small health/metrics server."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        *,
+        serve_health: bool = True,
+        store: HistoryStore | None = None,
+    ) -> None:
+        self.settings = settings
+        self.metrics = metrics or Metrics()
+        self.archive = Archive(settings, self.metrics, store)
+        self.serve_health = serve_health
+        self.runner: web.AppRunner | None = None
+        self.task: asyncio.Task | None = None
+
+    async def readiness(self) -> dict:
+        return self.archive.status()
+
+    async def start(self) -> None:
+        await self.archive.start()
+        self.task = asyncio.create_task(self.archive.run(), name="archive")
+        self.task.add_done_callback(self._ended)
+        if self.serve_health:
+            self.runner = await serve_health(self.settings, self.metrics, self.readiness)
+
+    def _ended(self, task: asyncio.Task) -> None:
+        # Only a refused migration (an applied migration file was edited) or a bug ends the loop early:
+        # say so now, not at shutdown; readiness stays false.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("archive stopped on an error; not ready until restarted", error=repr(task.exception()))
+
+    async def stop(self) -> None:
+        await self.archive.stop()
+        if self.task is not None:
+            try:
+                await asyncio.wait_for(self.task, self.settings.shutdown_grace_s + 5)
+            except (asyncio.TimeoutError, asyncio.CancelledError):
+                self.task.cancel()
+            except Exception as exc:
+                log.error("archive loop failed", error=repr(exc))
+        await self.archive.close()
+        if self.runner is not None:
+            await self.runner.cleanup()
+        log.info("archive stopped")

@@ -32,9 +32,17 @@ class SettingsError(ValueError):
 # equal to it by tests/test_cli.py. `dev` runs every role in one process: it reads every variable
 # except ROOMEVENTS_WORKERS, plus its own (role "dev"), and supplies dev credentials.
 
-ROLES = ("ingress", "materializer", "topics", "dev")
-_ALL = ("ingress", "materializer", "topics")
+ROLES = ("ingress", "materializer", "archive", "migrate", "topics", "dev")
+# Every role that talks to Kafka (each creates missing topics at start, so reads the topic settings).
+_ALL = ("ingress", "materializer", "archive", "topics")
 _BOTH = ("ingress", "materializer")
+# The consumer roles other than the ingress: a health/metrics server, a consumer group, a batch in hand.
+_CONSUMERS = ("materializer", "archive")
+# The history store: the archive writes it and `migrate` applies its schema (both require it); the
+# ingress reads rooms that left the hot state from it when it is set.
+_DATABASE = ("ingress", "archive", "migrate")
+_NEEDS_DATABASE = ("archive", "migrate")
+_LOGGING = ("ingress", "materializer", "archive", "migrate", "topics")
 
 
 @dataclass(frozen=True)
@@ -67,16 +75,17 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("TWILIO_AUTH_TOKEN_SECONDARY", ("ingress",), "empty", "a second accepted token while rotating"),
     Variable(
         "ROOMEVENTS_HOST",
-        _BOTH,
+        ("ingress", *_CONSUMERS),
         "`0.0.0.0` (dev: `127.0.0.1`)",
-        "address the HTTP server (ingress) or the health/metrics server (materializer) binds",
+        "address the HTTP server (ingress) or the health/metrics server (materializer, archive) binds",
     ),
     Variable("ROOMEVENTS_PORT", ("ingress",), "`8080`", "HTTP port of the ingress and read API"),
     Variable(
         "ROOMEVENTS_METRICS_PORT",
-        ("materializer",),
+        _CONSUMERS,
         "`9090`",
-        "health and metrics port of `roomevents materializer` (`dev` serves them on `ROOMEVENTS_PORT`)",
+        "health and metrics port of `roomevents materializer` and `roomevents archive` (`dev` serves them on "
+        "`ROOMEVENTS_PORT`)",
     ),
     Variable(
         "ROOMEVENTS_PUBLIC_URL",
@@ -118,8 +127,8 @@ VARIABLES: tuple[Variable, ...] = (
         "partitions of the topics when they are created (each role creates missing topics at start)",
     ),
     Variable("ROOMEVENTS_TOPIC_REPLICATION", _ALL, "`1`", "replication factor when creating the topics"),
-    Variable("ROOMEVENTS_LOG_LEVEL", _ALL, "`INFO`", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
-    Variable("ROOMEVENTS_LOG_FORMAT", _ALL, "`json` (dev: `console`)", "`json` lines or readable `console` output"),
+    Variable("ROOMEVENTS_LOG_LEVEL", _LOGGING, "`INFO`", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
+    Variable("ROOMEVENTS_LOG_FORMAT", _LOGGING, "`json` (dev: `console`)", "`json` lines or readable `console` output"),
     Variable("ROOMEVENTS_MAX_BODY_BYTES", ("ingress",), "`65536`", "larger request bodies get 413"),
     Variable(
         "ROOMEVENTS_PRODUCE_TIMEOUT_MS",
@@ -165,21 +174,34 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable(
         "ROOMEVENTS_SESSION_TIMEOUT_MS",
-        ("materializer",),
+        _CONSUMERS,
         "`10000`",
-        "consumer-group session timeout of the materializer",
+        "consumer-group session timeout of the materializer and the archive",
     ),
     Variable(
         "ROOMEVENTS_SHUTDOWN_GRACE_S",
-        _BOTH,
+        ("ingress", *_CONSUMERS),
         "`10`",
-        "how long in-flight requests (ingress) or the batch in hand (materializer) may finish on SIGTERM",
+        "how long in-flight requests (ingress) or the batch in hand (materializer, archive) may finish on SIGTERM",
     ),
     Variable(
         "ROOMEVENTS_DRAIN_DELAY_S",
         ("ingress",),
         "`0`",
         "on SIGTERM, seconds `/readyz` answers 503 while requests are still served, before the listener closes",
+    ),
+    Variable(
+        "ROOMEVENTS_DATABASE_URL",
+        _DATABASE,
+        "required by archive and migrate; else unset (dev: the private PostgreSQL)",
+        "`postgresql://user:password@host:5432/db` of the history store ([docs/history.md](docs/history.md)); "
+        "unset in the ingress: no history, said in the start log and in a missing room's 404",
+    ),
+    Variable(
+        "ROOMEVENTS_ARCHIVE_GROUP",
+        ("archive",),
+        "`roomevents-archive`",
+        "consumer group of `roomevents archive`",
     ),
     Variable(
         "ROOMEVENTS_DEV_DATA",
@@ -198,6 +220,18 @@ VARIABLES: tuple[Variable, ...] = (
         ("dev",),
         "`.venv/node/node_modules/.bin/s3rver` (installed by `scripts/bootstrap`)",
         "the local S3-compatible server (npm `s3rver`) that keeps `dev`'s broker data on disk",
+    ),
+    Variable(
+        "ROOMEVENTS_DEV_POSTGRES_DATA",
+        ("dev",),
+        "`.data/postgres` (in the current directory)",
+        "where `dev`'s private PostgreSQL keeps its data between runs (used when `ROOMEVENTS_DATABASE_URL` is unset)",
+    ),
+    Variable(
+        "ROOMEVENTS_POSTGRES_BIN",
+        ("dev",),
+        "the machine's (`/usr/lib/postgresql/*/bin`), else `pgserver`'s",
+        "folder with `initdb`, `postgres` and `pg_ctl` for the private PostgreSQL of `dev` and the tests",
     ),
 )
 _DEV_IGNORES = frozenset({"ROOMEVENTS_WORKERS"})
@@ -260,6 +294,13 @@ class Settings:
     retain_ended_ms: int = 72 * 3600 * 1000
     # `roomevents dev`: the folder that keeps the embedded broker's data between runs, or "memory".
     dev_data: str = ".dev-data"
+    # PostgreSQL history store (postgres:// URL); empty: no history, rooms that leave the hot state
+    # are no longer served. Holds a password: kept out of repr.
+    database_url: str = field(default="", repr=False)
+    # Consumer group of `roomevents archive` (reads the state topic into the history store).
+    archive_group: str = "roomevents-archive"
+    # `roomevents dev`: where its private PostgreSQL keeps its data (apart from the broker's dev_data).
+    dev_postgres_data: str = ".data/postgres"
 
     def with_overrides(self, **changes: Any) -> "Settings":
         return replace(self, **changes)
@@ -338,7 +379,8 @@ def _topic(env: Mapping[str, str], name: str, default: str) -> str:
 
 def load(env: Mapping[str, str] | None = None, *, role: str = "ingress") -> Settings:
     """Read and validate the settings `role` reads (see VARIABLES); the others keep their defaults,
-    unvalidated and not required. `dev` supplies dev credentials and a loopback host."""
+    unvalidated and not required. `dev` supplies dev credentials and a loopback host; `archive` and
+    `migrate` require ROOMEVENTS_DATABASE_URL (`migrate` needs nothing else)."""
     env = os.environ if env is None else env
     if role not in ROLES:
         raise ValueError(f"unknown role {role!r}")
@@ -360,7 +402,7 @@ def load(env: Mapping[str, str] | None = None, *, role: str = "ingress") -> Sett
         raise SettingsError("TWILIO_AUTH_TOKEN is required")
 
     bootstrap = env.get("KAFKA_BOOTSTRAP_SERVERS", "")
-    if not bootstrap and not dev:
+    if not bootstrap and not dev and "KAFKA_BOOTSTRAP_SERVERS" not in hidden:
         raise SettingsError("KAFKA_BOOTSTRAP_SERVERS is required (host:port[,host:port...])")
     for server in filter(None, bootstrap.split(",")):
         if not re.match(r"^[^\s:,]+:\d{1,5}$", server.strip()):
@@ -382,6 +424,17 @@ def load(env: Mapping[str, str] | None = None, *, role: str = "ingress") -> Sett
     callback_path = env.get("ROOMEVENTS_CALLBACK_PATH", "/v1/Callbacks/Rooms")
     if not callback_path.startswith("/") or callback_path.startswith("/v1/Rooms"):
         raise SettingsError(f"ROOMEVENTS_CALLBACK_PATH={callback_path!r} must start with / and not be under /v1/Rooms")
+
+    database_url = env.get("ROOMEVENTS_DATABASE_URL", "").strip()
+    if role in _NEEDS_DATABASE and not database_url:
+        raise SettingsError("ROOMEVENTS_DATABASE_URL is required (postgresql://user:password@host:5432/database)")
+    if database_url:
+        parts = urlsplit(database_url)
+        if parts.scheme not in ("postgres", "postgresql") or not (parts.hostname or "host=" in parts.query):
+            raise SettingsError(
+                "ROOMEVENTS_DATABASE_URL must be a postgres:// or postgresql:// URL with a host "
+                "(postgresql://user:password@host:5432/database)"
+            )
 
     workers = _int(env, "ROOMEVENTS_WORKERS", 1, 1, 64)
     if workers > 1 and _int(env, "ROOMEVENTS_PORT", 8080, 0, 65535) == 0:
@@ -420,4 +473,7 @@ def load(env: Mapping[str, str] | None = None, *, role: str = "ingress") -> Sett
         drain_delay_s=_float(env, "ROOMEVENTS_DRAIN_DELAY_S", 0.0, 0, 600),
         retain_ended_ms=_duration_ms(env, "ROOMEVENTS_RETAIN_ENDED", 72 * 3600 * 1000, 1),
         dev_data=env.get("ROOMEVENTS_DEV_DATA") or ".dev-data",
+        database_url=database_url,
+        archive_group=env.get("ROOMEVENTS_ARCHIVE_GROUP") or "roomevents-archive",
+        dev_postgres_data=env.get("ROOMEVENTS_DEV_POSTGRES_DATA") or ".data/postgres",
     )

@@ -14,7 +14,14 @@ import pytest
 from service import logs
 from service.kafka.broker import EmbeddedBroker
 from service.kafka.topics import ensure_topics
-from tests.helpers import invalid_event_records, make_settings, read_topic
+from tests.helpers import (
+    TEST_DATABASE_ENV,
+    create_database,
+    drop_database,
+    invalid_event_records,
+    make_settings,
+    read_topic,
+)
 
 logs.setup(os.environ.get("ROOMEVENTS_LOG_LEVEL", "WARNING"), "console")
 
@@ -37,6 +44,53 @@ async def settings(kafka_bootstrap):
     cfg = make_settings(kafka_bootstrap)
     await ensure_topics(cfg)
     return cfg
+
+
+# ---------------------------------------------------------------- PostgreSQL (the history store)
+# One real server per session: ROOMEVENTS_TEST_DATABASE_URL when set (a role that may CREATE DATABASE),
+# else a private one started the way `roomevents dev` starts it (service/history/embedded.py) in a
+# temporary folder, stopped at the end. Each test that needs a database gets a fresh one on it
+# (tests/helpers.py create_database / drop_database).
+
+
+@pytest.fixture(scope="session")
+def postgres_server():
+    """(EmbeddedPostgres or None, admin URL). None: an external server, which tests must not stop."""
+    import shutil
+    import tempfile
+
+    from service.history.embedded import EmbeddedPostgres
+
+    external = os.environ.get(TEST_DATABASE_ENV)
+    if external:
+        yield None, external
+        return
+    base = tempfile.mkdtemp(prefix="roomevents-pg-")
+    os.chmod(base, 0o755)  # the server runs as a non-root user under root: it must enter the folder
+    server = EmbeddedPostgres(os.path.join(base, "data"), durable=False).start()
+    try:
+        yield server, server.url()
+    finally:
+        server.stop()
+        shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+async def database_url(postgres_server):
+    url = await create_database(postgres_server[1])
+    yield url
+    try:
+        await drop_database(postgres_server[1], url)
+    except Exception:  # the server may have been stopped by the test; it is a temporary one then
+        pass
+
+
+@pytest.fixture
+def embedded_postgres(postgres_server):
+    """The session's server when the tests started it themselves (tests that stop it need this)."""
+    if postgres_server[0] is None:
+        pytest.skip(f"{TEST_DATABASE_ENV} points at an external server, which this test would have to stop")
+    return postgres_server[0]
 
 
 # ---------------------------------------------------------------- every record validates against the schema

@@ -47,28 +47,31 @@ def basic_auth(sid: str = ACCOUNT_SID, token: str = AUTH_TOKEN) -> dict[str, str
 
 
 @asynccontextmanager
-async def running_system(cfg, *, materializers: int = 1, clock=None):
-    """Start the ingress (with its read view) and materializer(s) against the real broker."""
+async def running_system(cfg, *, materializers: int = 1, clock=None, archive: bool = False):
+    """Start the ingress (with its read view) and materializer(s) against the real broker; with
+    `archive`, also the archive (cfg.database_url must be set), appended to the services."""
     import time
 
     from service.metrics import Metrics
-    from service.runtime import IngressServer, MaterializerService
+    from service.runtime import ArchiveService, IngressServer, MaterializerService
 
     ingress = IngressServer(cfg, Metrics())
     services = [
         MaterializerService(cfg, Metrics(), serve_health=False, clock=clock or time.time) for _ in range(materializers)
     ]
-    for service in services:
+    archives = [ArchiveService(cfg, Metrics(), serve_health=False)] if archive else []
+    for service in services + archives:
         await service.start()
     await ingress.start()
     # The group join on Tansu takes about half the session timeout: wait until partitions are owned.
     await wait_until(lambda: all(s.materializer.ready for s in services), timeout=30)
+    await wait_until(lambda: all(a.archive.ready for a in archives), timeout=30)
     await wait_until(lambda: ingress.follower.caught_up.is_set(), timeout=30)
     try:
-        yield ingress, services
+        yield ingress, services + archives
     finally:
         await ingress.stop()
-        for service in services:
+        for service in services + archives:
             await service.stop()
 
 
@@ -211,3 +214,36 @@ async def wait_ready(http, base: str, timeout: float = 15.0) -> None:
         if loop.time() > deadline:
             raise AssertionError(f"{base} not ready within {timeout}s")
         await asyncio.sleep(0.05)
+
+
+# ---------------------------------------------------------------- PostgreSQL (the history store)
+
+# A server to use instead of a private one per test run (a role that may CREATE DATABASE).
+TEST_DATABASE_ENV = "ROOMEVENTS_TEST_DATABASE_URL"
+
+
+async def create_database(admin_url: str) -> str:
+    """A new, empty database on the server of `admin_url`; returns its URL."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    import asyncpg
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await conn.close()
+    return urlunsplit(urlsplit(admin_url)._replace(path="/" + name))
+
+
+async def drop_database(admin_url: str, url: str) -> None:
+    from urllib.parse import urlsplit
+
+    import asyncpg
+
+    conn = await asyncpg.connect(admin_url)
+    try:
+        await conn.execute(f'DROP DATABASE IF EXISTS "{urlsplit(url).path.lstrip("/")}" WITH (FORCE)')
+    finally:
+        await conn.close()

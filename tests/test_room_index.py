@@ -35,3 +35,20 @@ def test_name_is_free_once_its_room_completes():
     assert index.in_progress_with_name("shared") is None
     assert index.get("RMa")["status"] == "completed"  # still readable by SID
     assert index.get("shared") is None
+
+
+def test_a_tombstone_removes_the_room_and_tells_the_listeners():
+    index = RoomIndex()
+    heard = []
+    index.listeners.append(heard.append)
+    index.put(doc("RMa", "completed", 1))
+    index.put(doc("RMb", "in-progress", 2, name="live"))
+    assert index.remove("RMa")
+    assert index.get("RMa") is None and "RMa" not in index.docs
+    assert heard[-1] == {"sid": "RMa", "retired": True}
+    assert not index.remove("RMa")  # not held any more: nothing to tell
+    assert len(heard) == 3
+    # Should an in-progress room be removed, its name no longer resolves either.
+    assert index.remove("RMb")
+    assert index.get("live") is None and index.in_progress == {}
+    assert [s.sid for s in index.query()] == []

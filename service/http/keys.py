@@ -10,6 +10,7 @@ from typing import Any, Awaitable, Callable
 
 from aiohttp import web
 
+from service.history.store import HistoryStore
 from service.kafka.producer import Publisher
 from service.kafka.state_follower import StateFollower
 from service.metrics import Metrics
@@ -34,5 +35,6 @@ FOLLOWER = web.AppKey("follower", StateFollower)
 ROOM_KEYS = web.AppKey("room_keys", RoomKeyResolver)
 SERVER_LOAD = web.AppKey("server_load", ServerLoad)
 READINESS = web.AppKey("readiness", Readiness)
+HISTORY = web.AppKey("history", HistoryStore)  # absent when ROOMEVENTS_DATABASE_URL is unset
 ROOM_SID = web.RequestKey("room_sid", str)  # set by handlers, logged by the access log
 REQUEST_ID = web.RequestKey("request_id", str)

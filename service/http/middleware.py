@@ -88,7 +88,8 @@ async def twilio_errors(request: web.Request, handler: Handler) -> web.StreamRes
     try:
         return await handler(request)
     except TwilioError as err:
-        return twilio_error(err)
+        # A 503 (event store, a create's decision, the history store) tells the client when to retry.
+        return twilio_error(err, headers={"Retry-After": "1"} if err.status == 503 else None)
     except PublishError as err:
         log.warning("publish failed", error=str(err))
         return unavailable("Event store unavailable; retry shortly")

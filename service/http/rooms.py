@@ -39,6 +39,12 @@ Twilio leaves room or where this service differs (also in the OpenAPI document, 
   for a room known from callbacks alone; updating them is not served. Transcriptions (list):
   always empty, Twilio-shaped, until a provider sends them.
 * Invalid query parameters: 400 with code 20001 (no Video-specific code exists for them).
+* History (ROOMEVENTS_DATABASE_URL set): a room the hot view does not hold (it ended and left the
+  hot state) is fetched, with its participants, from the history store, as the same JSON. Lists of
+  ``completed`` or ``failed`` rooms merge both (a room in both is taken from the hot view), in the
+  same order and with the same paging tokens (service/rooms/merge.py); ``in-progress`` lists need
+  only the hot view. The history store unreachable: 503 20503 for those reads only. Without a
+  history store, a missing room's 404 message says so.
 """
 
 from __future__ import annotations
@@ -52,14 +58,17 @@ import orjson
 from aiohttp import web
 
 from service.events import cloudevents, record as records
+from service.history.store import HistoryStore, HistoryUnavailable
 from service.http.auth import requires_basic_auth
-from service.http.keys import FOLLOWER, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS
+from service.http.keys import FOLLOWER, HISTORY, METRICS, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS
 from service.http.responses import json_response
 from service.http.urls import external_base
 from service.rooms import params as room_params
 from service.rooms.errors import TwilioError, not_found
+from service.rooms.merge import MergedList
 from service.rooms.query import enum_query, in_range, paging, parse_date_ms, participant_key, query_filters, room_key
 from service.rooms.resource import (
+    Key,
     decode_token,
     page_meta,
     participant_resource,
@@ -169,18 +178,37 @@ async def create_room(request: web.Request) -> web.Response:
     return json_response(room_resource(room, external_base(request)), status=201)
 
 
-def _room_or_404(request: web.Request, key: str | None = None) -> dict:
+NO_HISTORY = "; no history store is configured (ROOMEVENTS_DATABASE_URL), so rooms that left the hot state are not kept"
+
+
+def _history_unavailable(request: web.Request, exc: Exception) -> TwilioError:
+    request.app[METRICS].history_reads.labels("unavailable").inc()
+    return TwilioError(20503, "Room history store unavailable; retry shortly", 503)
+
+
+async def _room_or_404(request: web.Request, key: str | None = None) -> dict:
+    """The room by SID (or unique name while in progress): the hot view, else the history store."""
     key = key if key is not None else request.match_info["sid"]
     doc = request.app[FOLLOWER].index.get(key)
+    history: HistoryStore | None = request.app.get(HISTORY)
+    if doc is None and history is not None:
+        try:
+            doc = await history.fetch(key)
+        except HistoryUnavailable as exc:
+            raise _history_unavailable(request, exc) from None
+        request.app[METRICS].history_reads.labels("hit" if doc is not None else "miss").inc()
     if not visible(doc):
-        raise not_found(f"/Rooms/{key}")
+        error = not_found(f"/Rooms/{key}")
+        if history is None:
+            error.message += NO_HISTORY
+        raise error
     request[ROOM_SID] = doc["sid"]
     return doc
 
 
 @requires_basic_auth
 async def fetch_room(request: web.Request) -> web.Response:
-    return json_response(room_resource(_room_or_404(request), external_base(request)))
+    return json_response(room_resource(await _room_or_404(request), external_base(request)))
 
 
 @requires_basic_auth
@@ -189,7 +217,7 @@ async def update_room(request: web.Request) -> web.Response:
     form, doc = await _parameters(request)
     raw = form if doc is None else room_params.form_from_json(doc)
     room_params.parse_update_status(raw)
-    room = _room_or_404(request)
+    room = await _room_or_404(request)
     if room["status"] != "in-progress":
         raise TwilioError(53118, f"Room {room['sid']} is already {room['status']}", 400)
     event = records.room_ended(
@@ -231,17 +259,58 @@ async def list_rooms(request: web.Request) -> web.Response:
     ]
     rooms = [{"sid": s.sid, "date_created_ms": s.date_created_ms} for s in summaries]
     rooms.sort(key=room_key)
-    win = window(rooms, room_key, page_size, offset=page * page_size, token=token)
+    history: HistoryStore | None = request.app.get(HISTORY)
+    if history is None or status == "in-progress":
+        # In-progress rooms are all in the hot view (only ended rooms leave it): no history needed.
+        win = window(rooms, room_key, page_size, offset=page * page_size, token=token)
+    else:
+
+        async def fetch(bound: Key | None, inclusive: bool, descending: bool, limit: int) -> list[dict]:
+            return await history.rooms(
+                status=status,
+                unique_name=unique_name,
+                created_from_ms=_whole_second_at_or_after(after_ms),
+                created_until_ms=_whole_second_at_or_after(before_ms),
+                bound=bound,
+                inclusive=inclusive,
+                descending=descending,
+                limit=limit,
+            )
+
+        # The history rows a query may return that the hot view holds (and wins): about as many as
+        # the hot view has rooms of this status.
+        same_status = sum(1 for s in index.docs.summaries() if s.status == status)
+        merged = MergedList(rooms, index.docs, fetch, room_key, overfetch=same_status)
+        try:
+            win = await merged.window(page_size, offset=page * page_size, token=token)
+        except HistoryUnavailable as exc:
+            raise _history_unavailable(request, exc) from None
+        request.app[METRICS].history_reads.labels("list").inc()
     base = external_base(request)
     filters = query_filters(q, ("Status", "UniqueName", "DateCreatedAfter", "DateCreatedBefore"))
     meta = page_meta(f"{base}/v1/Rooms", "rooms", filters, page, page_size, page_token, win, room_key)
-    served = (index.docs.get(d["sid"]) for d in win.items)  # decoded only for the page served
+    served = (_served(index.docs, d) for d in win.items)  # decoded only for the page served
     return json_response({"rooms": [room_resource(d, base) for d in served if d is not None], "meta": meta})
+
+
+def _served(hot: Mapping[str, dict], item: dict) -> dict | None:
+    """The document of a list item: a hot room's (the item is only its sort key), else the item itself
+    (a whole document from the history store). None for a hot room retired since the page was cut."""
+    doc = hot.get(item["sid"])
+    if doc is None and "status" in item:
+        return item
+    return doc
+
+
+def _whole_second_at_or_after(ms: int | None) -> int | None:
+    """`in_range` compares whole seconds: second(x) >= t  <=>  x >= ceil(t to a whole second), and
+    second(x) < t  <=>  x < ceil(t to a whole second)."""
+    return None if ms is None else -(-ms // 1000) * 1000
 
 
 @requires_basic_auth
 async def list_participants(request: web.Request) -> web.Response:
-    doc = _room_or_404(request)
+    doc = await _room_or_404(request)
     q = request.query
     status = enum_query("Status", q.get("Status"), PARTICIPANT_STATUSES) or (
         "connected" if doc["status"] == "in-progress" else "disconnected"
@@ -285,7 +354,7 @@ async def list_participants(request: web.Request) -> web.Response:
 
 @requires_basic_auth
 async def fetch_participant(request: web.Request) -> web.Response:
-    doc = _room_or_404(request)
+    doc = await _room_or_404(request)
     key = request.match_info["participant_sid"]
     participants = doc.get("participants", [])
     found = next((p for p in participants if p["sid"] == key), None) or next(
@@ -306,7 +375,7 @@ def _recording_key(r: Mapping[str, Any]) -> tuple:
 @requires_basic_auth
 async def list_recordings(request: web.Request) -> web.Response:
     """The room's recordings from its recording-* callbacks, oldest first; Twilio's filters."""
-    doc = _room_or_404(request)
+    doc = await _room_or_404(request)
     q = request.query
     status = enum_query("Status", q.get("Status"), RECORDING_STATUSES)
     source_sid = q.get("SourceSid") or None
@@ -347,7 +416,7 @@ async def list_recordings(request: web.Request) -> web.Response:
 
 @requires_basic_auth
 async def fetch_recording(request: web.Request) -> web.Response:
-    doc = _room_or_404(request)
+    doc = await _room_or_404(request)
     key = request.match_info["recording_sid"]
     found = next((r for r in doc.get("recordings", []) if r["sid"] == key), None)
     if found is None:
@@ -357,13 +426,13 @@ async def fetch_recording(request: web.Request) -> web.Response:
 
 @requires_basic_auth
 async def fetch_recording_rules(request: web.Request) -> web.Response:
-    return json_response(recording_rules_resource(_room_or_404(request)))
+    return json_response(recording_rules_resource(await _room_or_404(request)))
 
 
 @requires_basic_auth
 async def list_transcriptions(request: web.Request) -> web.Response:
     """Always an empty list: no provider sends transcriptions to this service yet."""
-    doc = _room_or_404(request)
+    doc = await _room_or_404(request)
     page, page_size = paging(request.query)
     page_token = request.query.get("PageToken") or None
     if page_token:

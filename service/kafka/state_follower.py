@@ -137,6 +137,8 @@ class StateFollower:
                 log.info("state view caught up", rooms=len(self.index.docs))
 
     def _wake(self, doc: Doc) -> None:
+        if doc.get("retired"):
+            return  # waiters wait for documents; a retired room's marker never satisfies them
         waiters = self.waiters.get(doc["sid"])
         if not waiters:
             return

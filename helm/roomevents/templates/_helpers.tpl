@@ -56,6 +56,27 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- default (include "roomevents.fullname" .) .Values.twilio.existingSecret }}
 {{- end }}
 
+{{/* Whether the history store (and so the archive) is configured. */}}
+{{- define "roomevents.database.enabled" -}}
+{{- if or .Values.database.url .Values.database.existingSecret }}true{{ end }}
+{{- end }}
+
+{{/* Name of the Secret holding ROOMEVENTS_DATABASE_URL. */}}
+{{- define "roomevents.database.secretName" -}}
+{{- default (printf "%s-database" (include "roomevents.fullname" .)) .Values.database.existingSecret }}
+{{- end }}
+
+{{/* ROOMEVENTS_DATABASE_URL from its Secret, for the ingress and the archive (nothing without a database). */}}
+{{- define "roomevents.databaseEnv" -}}
+{{- if include "roomevents.database.enabled" . }}
+- name: ROOMEVENTS_DATABASE_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "roomevents.database.secretName" . }}
+      key: {{ if .Values.database.existingSecret }}{{ .Values.database.existingSecretKey }}{{ else }}ROOMEVENTS_DATABASE_URL{{ end }}
+{{- end }}
+{{- end }}
+
 {{/* Fail early on settings without which no pod can work. */}}
 {{- define "roomevents.validate" -}}
 {{- if not .Values.kafka.bootstrapServers }}
@@ -83,6 +104,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- end }}
 {{- if lt (int .Values.roles.materializer.terminationGracePeriodSeconds) (add (int .Values.roles.materializer.preStopSleepSeconds) $grace 5) }}
 {{- fail "roles.materializer.terminationGracePeriodSeconds must be >= preStopSleepSeconds + config.shutdownGraceSeconds + 5" }}
+{{- end }}
+{{- if lt (int .Values.roles.archive.terminationGracePeriodSeconds) (add (int .Values.roles.archive.preStopSleepSeconds) $grace 5) }}
+{{- fail "roles.archive.terminationGracePeriodSeconds must be >= preStopSleepSeconds + config.shutdownGraceSeconds + 5" }}
+{{- end }}
+{{- if and .Values.database.url (not .Values.database.existingSecret) (not (regexMatch "^postgres(ql)?://" .Values.database.url)) }}
+{{- fail "database.url must be a postgres:// or postgresql:// URL" }}
 {{- end }}
 {{- end }}
 
@@ -112,5 +139,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 checksum/config: {{ include (print $.Template.BasePath "/configmap.yaml") . | sha256sum }}
 {{- if not .Values.twilio.existingSecret }}
 checksum/secret: {{ include (print $.Template.BasePath "/secret.yaml") . | sha256sum }}
+{{- end }}
+{{- if and .Values.database.url (not .Values.database.existingSecret) }}
+checksum/database-secret: {{ include (print $.Template.BasePath "/database-secret.yaml") . | sha256sum }}
 {{- end }}
 {{- end }}
