@@ -152,19 +152,18 @@ async def one_history(bootstrap: str, history_events: int, live: int) -> dict:
     restored = second.materializer.last_restore
     await second.stop()
     # The restore alone, without the group join: what an assignment costs.
+    from aiokafka import AIOKafkaConsumer, TopicPartition
+
     from service.materializer.recovery import Recovery
 
-    probe = MaterializerService(cfg, Metrics(), serve_health=False)
-    await probe.materializer.start()
+    member = AIOKafkaConsumer(bootstrap_servers=bootstrap, group_id=cfg.consumer_group, enable_auto_commit=False)
+    await member.start()
     try:
-        recovery = Recovery(cfg, probe.materializer._consumer)
-        from aiokafka import TopicPartition
-
         started = time.perf_counter()
-        await recovery.rebuild([TopicPartition(cfg.events_topic, p) for p in range(PARTITIONS)])
+        await Recovery(cfg, member).rebuild([TopicPartition(cfg.events_topic, p) for p in range(PARTITIONS)])
         restore_only = time.perf_counter() - started
     finally:
-        await probe.materializer.close()
+        await member.stop()
 
     # 2b. A new read view: start -> caught up.
     follower = StateFollower(cfg, Metrics())

@@ -27,7 +27,7 @@ from aiokafka import TopicPartition
 
 from service import logs
 from service.events import cloudevents
-from service.kafka.checkpoints import CHECKPOINT_KEY, encode_checkpoint
+from service.kafka.checkpoints import CHECKPOINT_KEY, PartitionReader, encode_checkpoint
 from service.kafka.producer import Publisher
 from service.settings import Settings
 from service.state import changelog as entries
@@ -80,11 +80,13 @@ class ChangelogWriter:
         self,
         settings: Settings,
         publisher: Publisher,
-        end_offsets: Callable[[list[TopicPartition]], Awaitable[dict[TopicPartition, int]]],
     ) -> None:
         self._settings = settings
         self._publisher = publisher
-        self._end_offsets = end_offsets
+
+    async def _end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
+        async with PartitionReader(self._settings.kafka_bootstrap_servers, "roomevents-snapshot") as reader:
+            return {tp: end for tp, (_, end) in (await reader.bounds(tps)).items()}
 
     async def publish(
         self,
@@ -94,56 +96,80 @@ class ChangelogWriter:
         drain: Callable[[], Awaitable[None]],
     ) -> list[asyncio.Future]:
         """Send every partition's records; returns the futures of their acks (commit after them)."""
-        settings = self._settings
-        due = [p for p, _ in outcomes.items() if (book := books(p)) is not None and marks(p).due(len(book.rooms))]
-        starts: dict[int, tuple[int, int]] = {}
-        if due:
-            # A snapshot starts at the ends of both partitions: wait for what is in flight, then ask.
-            await drain()
-            tps = [TopicPartition(t, p) for p in due for t in (settings.changelog_topic, settings.state_topic)]
-            ends = await self._end_offsets(tps)
-            starts = {
-                p: (ends[TopicPartition(settings.changelog_topic, p)], ends[TopicPartition(settings.state_topic, p)])
-                for p in due
-            }
         acks: list[asyncio.Future] = []
+        snapshots: dict[int, RoomBook] = {}
         for partition, outcome in outcomes.items():
             book = books(partition)
             if book is None:
                 continue
-            mark = marks(partition)
-            snapshot = partition in starts
-            rooms = book.rooms.keys() if snapshot else outcome.changed
-            state_items, changelog_items = await self._room_items(book, rooms)
+            # This batch's retirements go first: a snapshot starts after them, so a restore from it
+            # never reads the tombstones of rooms retired before it.
+            state_items: list[Item] = []
+            changelog_items: list[Item] = []
             for sid, ended_ms in outcome.retired.items():
                 state_items.append((sid.encode(), None, []))
                 changelog_items.append((sid.encode(), None, []))
                 changelog_items.append((entries.retired_key(sid), entries.encode_retired(ended_ms), []))
-            if snapshot:
-                # Remembered retired rooms are part of the state a restore needs.
-                changelog_items.extend(
-                    (entries.retired_key(sid), entries.encode_retired(ended), [])
-                    for sid, ended in retired_of(book)
-                    if sid not in outcome.retired
-                )
             changelog_items.extend((entries.retired_key(sid), None, []) for sid in outcome.expired)
-            if snapshot:
-                mark.changelog_start, mark.state_start = starts[partition]
-                mark.written_since = 0
-                log.info(
-                    "snapshot written",
-                    partition=partition,
-                    rooms=len(book.rooms),
-                    changelog_start=mark.changelog_start,
-                    state_start=mark.state_start,
-                )
-            mark.written_since += len(changelog_items)
-            watermark = book.retention.watermark_ms if book.retention is not None else None
-            changelog_items.append(
-                (CHECKPOINT_KEY, encode_checkpoint(mark.changelog_start, mark.state_start, watermark), [])
+            mark = marks(partition)
+            mark.written_since += len(changelog_items) + len(outcome.changed)
+            if mark.due(len(book.rooms)):
+                snapshots[partition] = book
+            else:
+                rooms_state, rooms_changelog = await self._room_items(book, outcome.changed)
+                state_items += rooms_state
+                changelog_items += rooms_changelog
+                changelog_items.append(self._checkpoint(book, mark))
+            acks += await self._send(partition, state_items, changelog_items)
+        if snapshots:
+            acks += await self._snapshot(snapshots, marks, drain, acks)
+        return acks
+
+    async def _snapshot(
+        self,
+        books: dict[int, RoomBook],
+        marks: Callable[[int], SnapshotMarks],
+        drain: Callable[[], Awaitable[None]],
+        sent: list[asyncio.Future],
+    ) -> list[asyncio.Future]:
+        """Every held room of these partitions again, from the ends of both topics' partitions."""
+        settings = self._settings
+        # The starts are the partitions' ends once everything sent before is acknowledged.
+        await drain()
+        if sent:
+            await asyncio.gather(*sent)
+        tps = [TopicPartition(t, p) for p in books for t in (settings.changelog_topic, settings.state_topic)]
+        ends = await self._end_offsets(tps)  # exact ends (probed: see PartitionReader.bounds)
+        acks: list[asyncio.Future] = []
+        for partition, book in books.items():
+            mark = marks(partition)
+            mark.changelog_start = ends[TopicPartition(settings.changelog_topic, partition)]
+            mark.state_start = ends[TopicPartition(settings.state_topic, partition)]
+            state_items, changelog_items = await self._room_items(book, book.rooms.keys())
+            # Remembered retired rooms are part of the state a restore needs (late events stay out).
+            changelog_items.extend(
+                (entries.retired_key(sid), entries.encode_retired(ended), []) for sid, ended in retired_of(book)
             )
-            acks += await self._publisher.send_many(settings.state_topic, state_items, partition=partition)
-            acks += await self._publisher.send_many(settings.changelog_topic, changelog_items, partition=partition)
+            mark.written_since = len(changelog_items)
+            changelog_items.append(self._checkpoint(book, mark))
+            log.info(
+                "snapshot written",
+                partition=partition,
+                rooms=len(book.rooms),
+                changelog_start=mark.changelog_start,
+                state_start=mark.state_start,
+            )
+            acks += await self._send(partition, state_items, changelog_items)
+        return acks
+
+    def _checkpoint(self, book: RoomBook, mark: SnapshotMarks) -> Item:
+        watermark = book.retention.watermark_ms if book.retention is not None else None
+        return (CHECKPOINT_KEY, encode_checkpoint(mark.changelog_start, mark.state_start, watermark), [])
+
+    async def _send(self, partition: int, state_items: list[Item], changelog_items: list[Item]) -> list[asyncio.Future]:
+        settings = self._settings
+        acks = await self._publisher.send_many(settings.state_topic, state_items, partition=partition)
+        acks += await self._publisher.send_many(settings.changelog_topic, changelog_items, partition=partition)
         return acks
 
     async def _room_items(self, book: RoomBook, sids: Iterable[str]) -> tuple[list[Item], list[Item]]:

@@ -128,7 +128,7 @@ class Materializer:
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self._recovery = Recovery(settings, consumer)
-        self._changelog = ChangelogWriter(settings, self._publisher, consumer.end_offsets)
+        self._changelog = ChangelogWriter(settings, self._publisher)
         self._gauges = Gauges(self._metrics, self._partitions, consumer.highwater)
         self._commits = CommitPipeline(consumer, self._gauges.after_commit)
         await consumer.start()
