@@ -189,3 +189,17 @@ async def test_restore_reads_the_changelog_snapshot_not_the_history(settings, mo
         await fresh.stop()
     changelog = await read_topic(settings.kafka_bootstrap_servers, settings.changelog_topic)
     assert any(m.key == CHECKPOINT_KEY for m in changelog)
+
+
+def test_restore_log_lines_render_as_json_with_partition_numbers_as_keys(capsys):
+    """The restore's log line carries per-partition dicts: JSON logs must not fail on int keys (the
+    deploy smoke test caught a materializer that never got ready over this)."""
+    from service import logs
+
+    logs.setup("INFO", "json")
+    try:
+        logs.get("test").info("partitions assigned and restored", partitions={0: {"source": "changelog"}})
+        line = capsys.readouterr().out.strip().splitlines()[-1]
+        assert orjson.loads(line)["partitions"] == {"0": {"source": "changelog"}}
+    finally:
+        logs.setup("WARNING", "console")

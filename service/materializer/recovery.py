@@ -83,7 +83,7 @@ class Recovery:
         self._last = restored
         log.info(
             "partitions assigned and restored",
-            partitions={p: r._asdict() for p, r in sorted(restored.items())},
+            partitions={str(p): r._asdict() for p, r in sorted(restored.items())},
             seconds=round(time.perf_counter() - started, 3),
         )
         return {
