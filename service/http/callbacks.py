@@ -39,6 +39,7 @@ ALLOW = ", ".join(sorted(ALLOWED_METHODS))
 RETRY_AFTER_S = 1
 _VERIFIER = web.AppKey("verifier", signature.SignatureVerifier)
 _KNOWN_EVENTS = frozenset(records.ROOM_EVENTS)
+_REJECTIONS = logs.RateLimited()
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> web.Response:
@@ -102,13 +103,18 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
     if not ok:
         metrics.signature_failures.inc()
         metrics.callbacks.labels(label, "403").inc()
-        log.warning(
-            "callback signature rejected",
-            method=method,
-            url=url,
-            algorithm=algorithm,
-            signed=bool(request.headers.get(signature.SIGNATURE_HEADER)),
-        )
+        # Anyone can send these: a few lines per window and a count, not one line each (the metric
+        # counts them all); the URL is cut short, it is the client's text.
+        allowed, suppressed = _REJECTIONS.allow("signature")
+        if allowed:
+            log.warning(
+                "callback signature rejected",
+                method=method,
+                url=url[:200],
+                algorithm=algorithm[:32],
+                signed=bool(request.headers.get(signature.SIGNATURE_HEADER)),
+                **({"suppressed": suppressed} if suppressed else {}),
+            )
         return _error(
             403,
             "X-Twilio-Signature does not match this request"
