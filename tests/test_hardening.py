@@ -447,3 +447,38 @@ async def test_a_stalled_stream_reader_is_dropped_and_holds_one_document_per_roo
         assert peak_pending <= len(rooms)
         await wait_until(lambda: len(server.follower.index.listeners) == listeners)
         assert metric(server, "roomevents_stream_pending_documents") == 0
+
+
+def test_the_connection_cap_stays_below_the_open_file_limit(monkeypatch):
+    from service.http import connections
+
+    monkeypatch.setattr(connections.resource, "getrlimit", lambda _: (1024, 4096))
+    assert connections.connection_cap(4096) == 1024 - 128
+    assert connections.connection_cap(100) == 100
+    monkeypatch.setattr(connections.resource, "getrlimit", lambda _: (256, 256))
+    assert connections.connection_cap(4096) == 256 - 64
+    monkeypatch.setattr(connections.resource, "getrlimit", lambda _: (connections.resource.RLIM_INFINITY,) * 2)
+    assert connections.connection_cap(4096) == 4096
+
+
+# ---------------------------------------------------------------- the session's log capture itself
+
+
+def test_the_session_log_capture_sees_structlog_and_library_lines(captured_log_lines):
+    """The secret search at the end of the session relies on this capture: structlog events at every
+    level (even below the printed level) and stdlib records, with their tracebacks."""
+    from service import logs
+
+    canary = uuid.uuid4().hex
+    logs.get("roomevents.test").debug("canary", value=canary + "-debug")
+    logging.getLogger("aiokafka.test").warning("canary %s", canary + "-stdlib")
+    try:
+        raise ValueError(canary + "-traceback")
+    except ValueError:
+        logging.getLogger("aiokafka.test").exception("failed")
+    text = "\n".join(captured_log_lines())
+    for suffix in ("-debug", "-stdlib", "-traceback"):
+        assert canary + suffix in text
+    # The library guard scrubs credentials out of aiohttp's own lines.
+    logging.getLogger("aiohttp.server").error("Error handling request: Authorization: Basic %s", CREDENTIALS.decode())
+    assert CREDENTIALS.decode() not in "\n".join(captured_log_lines())
