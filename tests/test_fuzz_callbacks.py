@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections import Counter
 import socket
 import threading
 from urllib.parse import quote, urlencode
@@ -306,6 +307,7 @@ async def test_http_callbacks_answer_documented_statuses_and_publish_only_2xx(se
 
         await asyncio.to_thread(exchange)
     published = await read_topic(settings.kafka_bootstrap_servers, settings.events_topic)
+    print(f"callback HTTP fuzz: {len(statuses)} requests, statuses {sorted(Counter(statuses).items())}")
     assert len(published) == statuses.count(204), (len(published), statuses.count(204))
     for message in published:
         record = records.decode(message.value)
