@@ -10,11 +10,12 @@ partition key.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
-from collections import Counter
 import socket
 import threading
+from collections import Counter
 from urllib.parse import quote, urlencode
 
 import orjson
@@ -302,8 +303,6 @@ async def test_http_callbacks_answer_documented_statuses_and_publish_only_2xx(se
                 statuses.append(status)
                 COUNTS["http_requests"] += 1
             assert status in HTTP_STATUSES, (status, method, shape)
-
-        import asyncio
 
         await asyncio.to_thread(exchange)
     published = await read_topic(settings.kafka_bootstrap_servers, settings.events_topic)
