@@ -1,10 +1,24 @@
-"""The one structlog setup: JSON lines in production, readable console output in dev."""
+"""The one structlog setup: JSON lines in production, readable console output in dev.
+
+Two guards keep the logs safe and bounded whatever a client sends (issue 16):
+
+* Secrets: values under secret-looking keys are redacted, and lines of the libraries that log
+  through stdlib logging (aiohttp, asyncio) are scrubbed of anything that looks like an
+  `Authorization` header or Basic credentials (aiohttp quotes a malformed header line in full).
+* Volume: those library lines are rate-limited per message (a flood of malformed requests, or of
+  "Too many open files" from accept(), writes a few lines and a count of the suppressed ones, not
+  one line per connection); the ingress does the same for its own per-connection warnings
+  (`RateLimited`).
+"""
 
 from __future__ import annotations
 
 import logging
+import re
 import sys
-from typing import Any
+import threading
+import time
+from typing import Any, Callable
 
 import orjson
 import structlog
@@ -20,6 +34,19 @@ def _dumps(value: object, **kwargs: object) -> bytes:
 
 # Keys whose values never reach a log line, whoever passes them.
 _SECRET_KEYS = frozenset({"authorization", "auth_token", "twilio_auth_token", "password", "token", "signature"})
+# Stdlib loggers that see what clients send: scrubbed and rate-limited (a logger's filter applies to
+# the records made on that very logger, so each is named).
+GUARDED_LOGGERS = (
+    "aiohttp.access",
+    "aiohttp.client",
+    "aiohttp.internal",
+    "aiohttp.server",
+    "aiohttp.web",
+    "aiohttp.websocket",
+    "asyncio",
+)
+_CREDENTIALS = re.compile(r"(?i)(authorization\W{0,4}\s*|basic\s+|bearer\s+)[^\s'\"\\]*(\\x[0-9a-f]{2}|[^\s'\"\\])*")
+_LONG_TOKEN = re.compile(r"[A-Za-z0-9+/=_-]{24,}")
 
 
 def _redact(_logger: object, _name: str, event_dict: EventDict) -> EventDict:
@@ -29,7 +56,86 @@ def _redact(_logger: object, _name: str, event_dict: EventDict) -> EventDict:
     return event_dict
 
 
-def setup(level: str = "INFO", fmt: str = "json") -> None:
+def scrub(text: str) -> str:
+    """`text` without anything that looks like credentials: an Authorization header's value, a
+    Basic/Bearer credential, or (next to either) a long token."""
+    if not re.search(r"(?i)authorization|basic|bearer", text):
+        return text
+    text = _CREDENTIALS.sub(lambda m: m.group(1) + "[redacted]", text)
+    return _LONG_TOKEN.sub("[redacted]", text)
+
+
+class RateLimited:
+    """At most `burst` occurrences of one key per `window_s`; then a count of what was suppressed
+    is handed to the next occurrence that is let through."""
+
+    def __init__(self, burst: int = 5, window_s: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self.burst, self.window_s, self.clock = burst, window_s, clock
+        self._seen: dict[Any, list[float | int]] = {}  # key -> [window start, count in window, suppressed]
+        self._lock = threading.Lock()
+
+    def allow(self, key: Any) -> tuple[bool, int]:
+        """(whether to log this occurrence, how many were suppressed since the last one logged)."""
+        now = self.clock()
+        with self._lock:
+            state = self._seen.get(key)
+            if state is None or now - state[0] >= self.window_s:
+                suppressed = int(state[2]) if state else 0
+                if len(self._seen) > 1000:  # bounded: forget old keys
+                    self._seen.clear()
+                self._seen[key] = [now, 1, 0]
+                return True, suppressed
+            if state[1] < self.burst:
+                state[1] += 1
+                suppressed, state[2] = int(state[2]), 0
+                return True, suppressed
+            state[2] += 1
+            return False, 0
+
+
+class LibraryLogGuard(logging.Filter):
+    """Scrubs credentials out of a stdlib record (message and traceback) and rate-limits it."""
+
+    def __init__(self, limiter: RateLimited | None = None) -> None:
+        super().__init__()
+        self.limiter = limiter or RateLimited()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        allowed, suppressed = self.limiter.allow((record.name, record.levelno, str(record.msg)[:200]))
+        if not allowed:
+            return False
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string: keep the template only
+            message = str(record.msg)
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            # The exception's text may quote the request (aiohttp's parser errors quote the bad
+            # header line): keep its type and first line, never the traceback's payload.
+            first = scrub(str(exc).strip().splitlines()[0] if str(exc).strip() else "")
+            message = f"{message}: {type(exc).__name__}: {first}"
+            record.exc_info = None
+            record.exc_text = None
+        if suppressed:
+            message += f" ({suppressed} similar lines suppressed)"
+        record.msg, record.args = scrub(message), None
+        return True
+
+
+def _tapped(tap: Callable[[EventDict], None], threshold: int) -> Callable[[object, str, EventDict], EventDict]:
+    def processor(_logger: object, _name: str, event_dict: EventDict) -> EventDict:
+        tap(dict(event_dict))
+        if logging.getLevelName(str(event_dict.get("level", "info")).upper()) < threshold:
+            raise structlog.DropEvent
+        return event_dict
+
+    return processor
+
+
+def setup(level: str = "INFO", fmt: str = "json", tap: Callable[[EventDict], None] | None = None) -> None:
+    """`tap` (tests): called with every event at every level, after redaction; what is printed still
+    obeys `level`."""
+    threshold = getattr(logging, level)
     shared = [
         structlog.contextvars.merge_contextvars,
         structlog.processors.add_log_level,
@@ -43,15 +149,26 @@ def setup(level: str = "INFO", fmt: str = "json") -> None:
         # orjson straight to bytes: a request line costs a few microseconds on the hot path.
         renderer = structlog.processors.JSONRenderer(serializer=_dumps)
         factory = structlog.BytesLoggerFactory(file=sys.stderr.buffer)
+    tail = [_tapped(tap, threshold)] if tap is not None else []
     structlog.configure(
-        processors=[*shared, structlog.processors.format_exc_info, renderer],
-        wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
+        processors=[*shared, structlog.processors.format_exc_info, *tail, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(logging.DEBUG if tap is not None else threshold),
         logger_factory=factory,
         cache_logger_on_first_use=True,
     )
     # aiokafka and aiohttp log through stdlib logging: keep their warnings, drop their chatter.
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr, format="%(levelname)s %(name)s %(message)s")
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)
+    guard_library_loggers()
+
+
+def guard_library_loggers() -> None:
+    """Attach one LibraryLogGuard to each of GUARDED_LOGGERS (idempotent)."""
+    guard = LibraryLogGuard()
+    for name in GUARDED_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, LibraryLogGuard) for f in logger.filters):
+            logger.addFilter(guard)
 
 
 def get(name: str | None = None) -> Any:  # structlog's lazy proxy of a BoundLogger

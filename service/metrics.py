@@ -59,6 +59,29 @@ class Metrics:
         self.history_reads = Counter(
             "roomevents_history_reads", "API reads that went to the history store", ["outcome"], registry=r
         )
+        # Slow and hostile clients (service/http/connections.py, service/http/stream.py).
+        self.open_connections = Gauge("roomevents_open_connections", "Open HTTP connections", registry=r)
+        self.connections_timed_out = Counter(
+            "roomevents_connections_timed_out",
+            "Requests whose head or body did not arrive in time",
+            ["phase"],
+            registry=r,
+        )
+        self.connections_evicted = Counter(
+            "roomevents_connections_evicted", "Idle connections closed to admit a new one at the cap", registry=r
+        )
+        self.connections_refused = Counter(
+            "roomevents_connections_refused", "Connections closed at once: at the cap with none idle", registry=r
+        )
+        self.stream_clients = Gauge("roomevents_stream_clients", "Connected stream clients", registry=r)
+        self.stream_pending = Gauge(
+            "roomevents_stream_pending_documents",
+            "Room documents waiting to be written to stream clients (at most one per room per client)",
+            registry=r,
+        )
+        self.stream_dropped = Counter(
+            "roomevents_stream_clients_dropped", "Stream clients dropped by the server", ["reason"], registry=r
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

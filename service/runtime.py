@@ -18,12 +18,13 @@ from service.history.archive import Archive
 from service.history.store import HistoryStore
 from service.http import health
 from service.http.app import build_app
+from service.http.connections import ConnectionGuard, GuardedAppRunner
 from service.http.keys import HISTORY, METRICS, READINESS, SERVER_LOAD, Readiness, ServerLoad
 from service.kafka.producer import Publisher
 from service.kafka.state_follower import StateFollower
 from service.materializer import Materializer
 from service.metrics import Metrics
-from service.settings import Settings
+from service.settings import Settings, SettingsError
 
 log = logs.get("roomevents")
 
@@ -38,8 +39,12 @@ class IngressServer:
     """Rooms API, status callbacks, read API and stream: one aiohttp server."""
 
     def __init__(self, settings: Settings, metrics: Metrics | None = None) -> None:
+        if not settings.public_url and not settings.allow_any_host:
+            # Signatures would be checked against whatever Host a request names (see settings.py).
+            raise SettingsError("ROOMEVENTS_PUBLIC_URL is required (or ROOMEVENTS_ALLOW_ANY_HOST=true)")
         self.settings = settings
         self.metrics = metrics or Metrics()
+        self.guard = ConnectionGuard(settings.max_connections, settings.header_timeout_s, self.metrics)
         self.publisher = Publisher(settings, self.metrics, client_id="roomevents-ingress")
         self.follower = StateFollower(settings, self.metrics)
         # Rooms that left the hot state are read from here (None: no history store configured).
@@ -74,7 +79,14 @@ class IngressServer:
         await self.publisher.start()
         try:
             await self.follower.start()
-            self.runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=self.settings.shutdown_grace_s)
+            self.runner = GuardedAppRunner(
+                self.app,
+                self.guard,
+                access_log=None,
+                shutdown_timeout=self.settings.shutdown_grace_s,
+                # After an early answer (413, 408), unread body bytes are drained this long at most.
+                lingering_time=2.0,
+            )
             await self.runner.setup()
             # Several worker processes share the port (SO_REUSEPORT) when ROOMEVENTS_WORKERS > 1.
             site = web.TCPSite(
@@ -98,10 +110,14 @@ class IngressServer:
             url=f"http://{self.settings.host}:{self.port}",
             public_url=self.settings.base_url(),
             callback_path=self.settings.callback_path,
+            max_connections=self.guard.max_connections,
             history=self.history.where
             if self.history is not None
             else "none (ROOMEVENTS_DATABASE_URL unset): rooms that leave the hot state are no longer served",
         )
+
+    def open_connections(self) -> int:
+        return len(self.guard.open)
 
     @property
     def url(self) -> str:

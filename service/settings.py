@@ -90,8 +90,15 @@ VARIABLES: tuple[Variable, ...] = (
     Variable(
         "ROOMEVENTS_PUBLIC_URL",
         ("ingress",),
-        "unset: the request's own scheme and `Host`",
-        "external base URL: what Twilio signs against and what resource URLs use (set it behind a proxy)",
+        "required unless `ROOMEVENTS_ALLOW_ANY_HOST` (then: the request's own scheme and `Host`)",
+        "external base URL: what Twilio signs against and what resource URLs use",
+    ),
+    Variable(
+        "ROOMEVENTS_ALLOW_ANY_HOST",
+        ("ingress",),
+        "`false` (dev: `true`)",
+        "without a public URL, sign against whatever `Host` a request names: a signature made for another "
+        "host with the same token is then accepted; the ingress refuses to start with neither",
     ),
     Variable(
         "ROOMEVENTS_TRUST_FORWARDED",
@@ -130,6 +137,32 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ROOMEVENTS_LOG_LEVEL", _LOGGING, "`INFO`", "DEBUG, INFO, WARNING, ERROR, CRITICAL"),
     Variable("ROOMEVENTS_LOG_FORMAT", _LOGGING, "`json` (dev: `console`)", "`json` lines or readable `console` output"),
     Variable("ROOMEVENTS_MAX_BODY_BYTES", ("ingress",), "`65536`", "larger request bodies get 413"),
+    Variable(
+        "ROOMEVENTS_MAX_CALLBACK_PARAMS",
+        ("ingress",),
+        "`100`",
+        "status callbacks with more parameters (query and body) get 413 before any parsing or signature check",
+    ),
+    Variable(
+        "ROOMEVENTS_HEADER_TIMEOUT_S",
+        ("ingress",),
+        "`10`",
+        "a connection must deliver a complete request head this soon (from connect, or from a request's "
+        "first byte on a kept-alive one), else it is closed",
+    ),
+    Variable("ROOMEVENTS_BODY_TIMEOUT_S", ("ingress",), "`30`", "a request body must arrive whole this soon, else 408"),
+    Variable(
+        "ROOMEVENTS_MAX_CONNECTIONS",
+        ("ingress",),
+        "`4096` (at most the open-file limit less a reserve)",
+        "open connections; past it a new one evicts the oldest idle one (none: it is closed)",
+    ),
+    Variable(
+        "ROOMEVENTS_STREAM_WRITE_TIMEOUT_S",
+        ("ingress",),
+        "`10`",
+        "a stream client that takes longer to accept a write is dropped (it resumes with `Last-Event-ID`)",
+    ),
     Variable(
         "ROOMEVENTS_PRODUCE_TIMEOUT_MS",
         _BOTH,
@@ -269,6 +302,14 @@ class Settings:
     log_level: str = "INFO"
     log_format: str = "json"
     max_body_bytes: int = 64 * 1024
+    # Status callbacks with more parameters than this are refused (413) before any parsing.
+    max_callback_params: int = 100
+    # Slow clients: a request head, a request body, a stream write must each complete this soon.
+    header_timeout_s: float = 10.0
+    body_timeout_s: float = 30.0
+    stream_write_timeout_s: float = 10.0
+    # Open connections at most (also bounded by the open-file limit, see service/http/connections.py).
+    max_connections: int = 4096
     # Deadline for one produce (send + broker ack); past it the client gets 503 + Retry-After.
     produce_timeout_ms: int = 5000
     # How long a create waits for the materializer's decision (unique name) before answering 503.
@@ -282,6 +323,9 @@ class Settings:
     # read-your-writes holds per process, not across workers (Kubernetes: prefer more pods).
     workers: int = 1
     trust_forwarded_headers: bool = False
+    # Without a public URL, signatures are checked against the request's own Host: a signature made
+    # for another host sharing the token would pass. The ingress refuses to start with neither.
+    allow_any_host: bool = False
     timers_enabled: bool = True
     topic_partitions: int = 6
     topic_replication: int = 1
@@ -435,6 +479,13 @@ def load(env: Mapping[str, str] | None = None, *, role: str = "ingress") -> Sett
                 "ROOMEVENTS_DATABASE_URL must be a postgres:// or postgresql:// URL with a host "
                 "(postgresql://user:password@host:5432/database)"
             )
+    allow_any_host = _bool(env, "ROOMEVENTS_ALLOW_ANY_HOST", dev)
+    if role == "ingress" and not public_url and not allow_any_host:
+        raise SettingsError(
+            "ROOMEVENTS_PUBLIC_URL is required: the URL Twilio signs callbacks for (without it, a signature made "
+            "for any other host that shares the auth token is accepted with its Host header); "
+            "set ROOMEVENTS_ALLOW_ANY_HOST=true to accept that"
+        )
 
     workers = _int(env, "ROOMEVENTS_WORKERS", 1, 1, 64)
     if workers > 1 and _int(env, "ROOMEVENTS_PORT", 8080, 0, 65535) == 0:
@@ -458,6 +509,11 @@ def load(env: Mapping[str, str] | None = None, *, role: str = "ingress") -> Sett
         log_level=log_level,
         log_format=log_format,
         max_body_bytes=_int(env, "ROOMEVENTS_MAX_BODY_BYTES", 64 * 1024, 1024, 16 * 1024 * 1024),
+        max_callback_params=_int(env, "ROOMEVENTS_MAX_CALLBACK_PARAMS", 100, 1, 100_000),
+        header_timeout_s=_float(env, "ROOMEVENTS_HEADER_TIMEOUT_S", 10.0, 0.1, 3600),
+        body_timeout_s=_float(env, "ROOMEVENTS_BODY_TIMEOUT_S", 30.0, 0.1, 3600),
+        stream_write_timeout_s=_float(env, "ROOMEVENTS_STREAM_WRITE_TIMEOUT_S", 10.0, 0.1, 3600),
+        max_connections=_int(env, "ROOMEVENTS_MAX_CONNECTIONS", 4096, 1, 1_000_000),
         produce_timeout_ms=_int(env, "ROOMEVENTS_PRODUCE_TIMEOUT_MS", 5000, 100, 120000),
         create_timeout_ms=_int(env, "ROOMEVENTS_CREATE_TIMEOUT_MS", 10000, 100, 120000),
         max_in_flight=_int(env, "ROOMEVENTS_MAX_IN_FLIGHT", 1024, 1, 1_000_000),
@@ -465,6 +521,7 @@ def load(env: Mapping[str, str] | None = None, *, role: str = "ingress") -> Sett
         linger_ms=_int(env, "ROOMEVENTS_LINGER_MS", 2, 0, 1000),
         workers=workers,
         trust_forwarded_headers=_bool(env, "ROOMEVENTS_TRUST_FORWARDED", False),
+        allow_any_host=allow_any_host,
         timers_enabled=_bool(env, "ROOMEVENTS_TIMERS", True),
         topic_partitions=_int(env, "ROOMEVENTS_TOPIC_PARTITIONS", 6, 1, 10000),
         topic_replication=_int(env, "ROOMEVENTS_TOPIC_REPLICATION", 1, 1, 100),

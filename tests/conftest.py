@@ -22,8 +22,26 @@ from tests.helpers import (
     make_settings,
     read_topic,
 )
+from tests.logcapture import CAPTURE
 
-logs.setup(os.environ.get("ROOMEVENTS_LOG_LEVEL", "WARNING"), "console")
+# Every log line of the session (structlog at every level, stdlib records as they reach the root
+# logger) is also kept by CAPTURE; at the end of the session it is searched for every secret the
+# suite configured, and any hit fails the session (tests/logcapture.py).
+logs.setup(os.environ.get("ROOMEVENTS_LOG_LEVEL", "WARNING"), "console", tap=CAPTURE.structlog_event)
+CAPTURE.install()
+
+
+def pytest_sessionfinish(session, exitstatus):
+    leaks = CAPTURE.leaks()
+    if leaks:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    CAPTURE.report(leaks)
+
+
+@pytest.fixture
+def captured_log_lines():
+    """A function returning every log line captured so far in the session (structlog and stdlib)."""
+    return CAPTURE.lines
 
 
 @pytest.fixture(scope="session")

@@ -31,8 +31,8 @@ PARTICIPANT_CONNECTED = (
 )
 
 
-def parse(method="POST", query="", ctype=FORM, body=b"", max_body=LIMIT):
-    return parse_callback(method, query, ctype, body, max_body)
+def parse(method="POST", query="", ctype=FORM, body=b"", max_body=LIMIT, max_params=100):
+    return parse_callback(method, query, ctype, body, max_body, max_params)
 
 
 def err(status, **kw) -> CallbackParseError:
@@ -320,8 +320,12 @@ def test_zero_limit_allows_empty_body():
 
 def test_many_fields():
     body = "&".join(f"k{i}=v{i}" for i in range(2000)).encode()
-    p = parse(body=body, max_body=len(body))
+    p = parse(body=body, max_body=len(body), max_params=2000)
     assert len(p.params) == 2000 and p.params["k1999"] == ["v1999"]
+    # The default cap (ROOMEVENTS_MAX_CALLBACK_PARAMS) refuses them before parsing; empty fields do not count.
+    err(413, body=body, max_body=len(body))
+    err(413, query="a=1&" * 60, body=b"b=2&" * 41)
+    assert len(parse(body=b"a=1" + b"&" * 500 + b"b=2").params) == 2
 
 
 # ----------------------------------------------------------------- result type

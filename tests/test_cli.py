@@ -136,6 +136,7 @@ def test_a_busy_port_is_one_line_and_exit_2(role, variable, tmp_path):
             "TWILIO_ACCOUNT_SID": "AC" + "1" * 32,
             "TWILIO_AUTH_TOKEN": "t",
             "ROOMEVENTS_HOST": "127.0.0.1",
+            "ROOMEVENTS_PUBLIC_URL": "https://rooms.example.com",
             variable: str(port),
             "ROOMEVENTS_DEV_DATA": str(tmp_path / "dev-data"),
             "PYTHONWARNINGS": "default",

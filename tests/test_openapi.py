@@ -283,7 +283,9 @@ async def test_every_response_conforms(checked):
     assert (await check("GET", f"{rooms}/nope/Transcriptions", tlist))[0] == 404
 
     # Update: 202 (form and JSON), 400 (53112, 53118), 404, 401, 413, 415.
-    assert (await check("POST", f"{rooms}/{room['sid']}", room_t, form={"Status": "failed"}))[0] == 400
+    assert (await check("POST", f"{rooms}/{room['sid']}", room_t, form={"Status": "failed"}, valid_request=False))[
+        0
+    ] == 400
     assert (await check("POST", f"{rooms}/{room['sid']}", room_t, form={"Status": "completed"}))[0] == 202
     assert (await check("POST", f"{rooms}/{other['sid']}", room_t, body={"Status": "completed"}))[0] == 202
     assert (await check("POST", f"{rooms}/{room['sid']}", room_t, form={"Status": "completed"}))[0] == 400
@@ -329,7 +331,7 @@ async def test_every_response_conforms(checked):
     documented = {
         (path, method, code)
         for path, item in check.doc["paths"].items()
-        if path.startswith("/v1/")
+        if path.startswith("/v1/Rooms")  # the Rooms API; the other routes: tests/test_schemathesis.py
         for method, op in item.items()
         if method in ("get", "post")
         for code in op["responses"]

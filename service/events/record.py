@@ -11,6 +11,7 @@ tests) both come from it.
 from __future__ import annotations
 
 import hashlib
+import math
 from datetime import datetime, timezone
 from typing import Any, Mapping, Sequence
 
@@ -79,13 +80,25 @@ def parse_timestamp_ms(value: str) -> int:
         raise RecordError(f"Timestamp {value!r} is not an ISO 8601 date-time") from None
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
-    return int(round(parsed.timestamp() * 1000))
+    try:
+        ms = int(round(parsed.timestamp() * 1000))
+    except (OverflowError, ValueError, OSError):
+        ms = _MIN_MS - 1
+    if not _MIN_MS <= ms <= _MAX_MS:  # e.g. 0001-01-01T00:00:00+23:59 is in year 0 in UTC
+        raise RecordError(f"Timestamp {value[:64]!r} is out of range (years 1 to 9999 in UTC)")
+    return ms
+
+
+# What a record's times can be: a date-time of years 1..9999 in UTC (format_ms), so within 64 bits.
+_MIN_MS = int(datetime(1, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
+_MAX_MS = int(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc).timestamp() * 1000)
 
 
 def format_ms(ms: int) -> str:
     """Epoch ms -> ISO 8601 UTC with millisecond precision, e.g. 2025-10-27T18:16:01.876Z."""
     dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    # The year zero-padded by hand: strftime's %Y gives "1", not "0001", before the year 1000.
+    return f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def format_twilio_date(ms: int | None) -> str | None:
@@ -105,17 +118,28 @@ def _first(params: Mapping[str, Sequence[str]], name: str) -> str | None:
     return values[0] if values[0] != "" else None
 
 
+_INT64 = (-(2**63), 2**63 - 1)  # what every JSON reader (and orjson's writer) takes as an integer
+
+
 def _int_or_none(params: Mapping[str, Sequence[str]], name: str) -> int | None:
+    """The parameter as an integer (a decimal like "1.5e3" is truncated); None when absent or not a
+    number. RecordError naming it when it is a number out of the 64-bit range, or not finite."""
     value = _first(params, name)
     if value is None:
         return None
     try:
-        return int(value)
-    except ValueError:
+        number = int(value)
+    except ValueError:  # also past int()'s 4300 digits: float() then says inf
         try:
-            return int(float(value))
+            as_float = float(value)
         except ValueError:
             return None
+        if not math.isfinite(as_float):
+            raise RecordError(f"{name}={value[:32]!r} is out of range (not a finite number)") from None
+        number = int(as_float)
+    if not _INT64[0] <= number <= _INT64[1]:
+        raise RecordError(f"{name}={value[:32]!r} is out of range (a 64-bit integer)")
+    return number
 
 
 def _raw(params: Mapping[str, Sequence[str]]) -> dict[str, str | list[str]]:
@@ -132,8 +156,10 @@ def _digest(*parts: bytes) -> str:
 
 
 def callback_event_id(params: Mapping[str, Sequence[str]]) -> str:
-    """Same callback, same id: a hash of every parameter, independent of order and HTTP method."""
-    canonical = orjson.dumps(sorted((k, sorted(v)) for k, v in params.items()))
+    """Same callback, same id: a hash of every parameter, independent of order, HTTP method and of
+    repeated identical values (as the signature is: a repeated value keeps it valid, so it must not
+    make a new event either)."""
+    canonical = orjson.dumps(sorted((k, sorted(set(v))) for k, v in params.items()))
     return _digest(b"callback", canonical)
 
 

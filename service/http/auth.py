@@ -25,8 +25,9 @@ def check_basic(header: str | None, account_sid: str, tokens: tuple[str, ...]) -
     if not header.startswith("Basic "):
         raise unauthorized(MALFORMED_CREDENTIALS)
     try:
+        # Not ASCII (aiohttp hands raw header bytes over as text): ValueError, like bad base64.
         user, colon, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError):
+    except (binascii.Error, ValueError):
         raise unauthorized(MALFORMED_CREDENTIALS) from None
     if not colon:
         raise unauthorized(MALFORMED_CREDENTIALS)

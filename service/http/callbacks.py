@@ -3,7 +3,9 @@
 One route (ROOMEVENTS_CALLBACK_PATH, default /v1/Callbacks/Rooms) for every method; HEAD, GET,
 POST, PATCH, PUT and DELETE are callbacks, anything else is 405 with `Allow`. In order:
 
-1. body over ROOMEVENTS_MAX_BODY_BYTES -> 413; undecodable query/body -> 400; other media -> 415;
+1. body over ROOMEVENTS_MAX_BODY_BYTES, or more than ROOMEVENTS_MAX_CALLBACK_PARAMS parameters
+   (counted before any parsing) -> 413; a body not received within ROOMEVENTS_BODY_TIMEOUT_S -> 408;
+   undecodable query/body -> 400; other media -> 415;
 2. X-Twilio-Signature over the public URL (see service/http/urls.py), the raw query as received and, for
    form bodies, the sorted form params (JSON bodies: `bodySHA256`) -> 403 when it does not match
    the primary or the secondary auth token (HMAC-SHA1, or HMAC-SHA256 when
@@ -26,6 +28,7 @@ from service import logs
 from service.callbacks import signature
 from service.callbacks.parse import ALLOWED_METHODS, CallbackParseError, parse_callback, require
 from service.events import cloudevents, record as records
+from service.http.connections import BodyTimeout, read_body
 from service.http.keys import METRICS, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS
 from service.http.responses import json_response
 from service.http.urls import request_url
@@ -36,6 +39,7 @@ ALLOW = ", ".join(sorted(ALLOWED_METHODS))
 RETRY_AFTER_S = 1
 _VERIFIER = web.AppKey("verifier", signature.SignatureVerifier)
 _KNOWN_EVENTS = frozenset(records.ROOM_EVENTS)
+_REJECTIONS = logs.RateLimited()
 
 
 def _error(status: int, message: str, headers: dict | None = None) -> web.Response:
@@ -63,10 +67,16 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         metrics.callbacks.labels("unknown", "413").inc()
         return _error(413, too_large)
     try:
-        body = await request.read()
+        body = await read_body(request, settings.body_timeout_s)
     except web.HTTPRequestEntityTooLarge:
         metrics.callbacks.labels("unknown", "413").inc()
         return _error(413, too_large)
+    except BodyTimeout:
+        metrics.callbacks.labels("unknown", "408").inc()
+        metrics.connections_timed_out.labels("body").inc()
+        response = _error(408, f"Request body not received within {settings.body_timeout_s:g} s")
+        response.force_close()
+        return response
     try:
         parsed = parse_callback(
             method,
@@ -74,6 +84,7 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
             request.headers.get("Content-Type"),
             body,
             settings.max_body_bytes,
+            settings.max_callback_params,
         )
     except CallbackParseError as exc:
         metrics.callbacks.labels("unknown", str(exc.status)).inc()
@@ -92,13 +103,18 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
     if not ok:
         metrics.signature_failures.inc()
         metrics.callbacks.labels(label, "403").inc()
-        log.warning(
-            "callback signature rejected",
-            method=method,
-            url=url,
-            algorithm=algorithm,
-            signed=bool(request.headers.get(signature.SIGNATURE_HEADER)),
-        )
+        # Anyone can send these: a few lines per window and a count, not one line each (the metric
+        # counts them all); the URL is cut short, it is the client's text.
+        allowed, suppressed = _REJECTIONS.allow("signature")
+        if allowed:
+            log.warning(
+                "callback signature rejected",
+                method=method,
+                url=url[:200],
+                algorithm=algorithm[:32],
+                signed=bool(request.headers.get(signature.SIGNATURE_HEADER)),
+                **({"suppressed": suppressed} if suppressed else {}),
+            )
         return _error(
             403,
             "X-Twilio-Signature does not match this request"

@@ -49,6 +49,7 @@ Twilio leaves room or where this service differs (also in the OpenAPI document, 
 
 from __future__ import annotations
 
+import asyncio
 import time
 import uuid
 from typing import Any, Mapping
@@ -60,6 +61,7 @@ from aiohttp import web
 from service.events import cloudevents, record as records
 from service.history.store import HistoryStore, HistoryUnavailable
 from service.http.auth import requires_basic_auth
+from service.http.connections import BodyTimeout, read_body
 from service.http.keys import FOLLOWER, HISTORY, METRICS, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS
 from service.http.responses import json_response
 from service.http.urls import external_base
@@ -96,12 +98,19 @@ def visible(doc: Mapping[str, Any] | None) -> bool:
 # ---------------------------------------------------------------- request bodies
 
 
+def _body_timeout(request: web.Request) -> TwilioError:
+    request.app[METRICS].connections_timed_out.labels("body").inc()
+    return TwilioError(20001, f"Request body not received within {request.app[SETTINGS].body_timeout_s:g} s", 408)
+
+
 async def _body(request: web.Request) -> bytes:
     try:
-        return await request.read()
+        return await read_body(request, request.app[SETTINGS].body_timeout_s)
     except web.HTTPRequestEntityTooLarge:
         limit = request.app[SETTINGS].max_body_bytes
         raise TwilioError(20001, f"Request body exceeds {limit} bytes", 413) from None
+    except BodyTimeout:
+        raise _body_timeout(request) from None
 
 
 async def _parameters(request: web.Request) -> tuple[dict[str, list[str]] | None, dict | None]:
@@ -123,7 +132,10 @@ async def _parameters(request: web.Request) -> tuple[dict[str, list[str]] | None
         pairs = parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True, errors="replace")
     elif media == MULTIPART:
         try:
-            pairs = [(k, v if isinstance(v, str) else str(v)) for k, v in (await request.post()).items()]
+            form_data = await asyncio.wait_for(request.post(), request.app[SETTINGS].body_timeout_s)
+            pairs = [(k, v if isinstance(v, str) else str(v)) for k, v in form_data.items()]
+        except TimeoutError:
+            raise _body_timeout(request) from None
         except Exception:
             raise TwilioError(20001, "Unable to parse the multipart request body", 400) from None
     else:

@@ -16,6 +16,13 @@ Query parameters, for clients that cannot set headers:
   EventSource that had to be created anew, e.g. after a proxy answered 502, cannot set the header).
 * `RecentlyEnded=N` (0..1000, default 0): a snapshot also carries the N rooms that ended most
   recently (by end time), so a dashboard opened now can show what just ended. Ignored on a resume.
+
+Slow clients (issue 16): what waits for a client is at most one document per room, the room's
+latest (`_Pending`: changes coalesce by SID), so a client that reads slowly gets fewer, newer
+documents and one that stops reading costs the server no more than the rooms themselves; a write
+that does not complete within ROOMEVENTS_STREAM_WRITE_TIMEOUT_S drops the client
+(`roomevents_stream_clients_dropped_total{reason="write-timeout"}`), which then resumes with
+`Last-Event-ID` and misses nothing.
 """
 
 from __future__ import annotations
@@ -25,15 +32,15 @@ import heapq
 
 import orjson
 from aiohttp import web
+from prometheus_client import Gauge
 
 from service import logs
 from service.http.auth import requires_basic_auth
-from service.http.keys import FOLLOWER, SERVER_LOAD
+from service.http.keys import FOLLOWER, METRICS, SERVER_LOAD, SETTINGS
 from service.rooms.errors import TwilioError
 from service.state.book import UNIQUE_NAME_TAKEN
 
 log = logs.get("roomevents.stream")
-QUEUE_LIMIT = 10000
 KEEPALIVE_S = 15.0
 POLL_S = 1.0  # how soon a stream notices shutdown (the client then resumes elsewhere)
 RETRY_MS = 1000  # EventSource reconnection delay, sent with the position
@@ -57,27 +64,68 @@ def _public(doc: dict) -> dict:
     return {k: v for k, v in doc.items() if not k.startswith("_")}
 
 
+class _Pending:
+    """One client's changes not yet written: at most one per room, the latest (coalesced by SID), in
+    the order of their latest change, so memory is bounded by the rooms, not by the changes, and a
+    position sent with a document never passes a change still waiting (see `take`)."""
+
+    __slots__ = ("docs", "wake", "gauge")
+
+    def __init__(self, gauge: Gauge) -> None:
+        self.docs: dict[str, dict] = {}
+        self.wake = asyncio.Event()
+        self.gauge = gauge
+
+    def add(self, doc: dict) -> None:
+        # Move the room to the end: its latest change is the newest pending. Within a partition the
+        # pending documents then stay in offset order, so each `id` sent covers only written changes.
+        if self.docs.pop(doc["sid"], None) is None:
+            self.gauge.inc()
+        self.docs[doc["sid"]] = doc
+        self.wake.set()
+
+    def take(self) -> dict | None:
+        if not self.docs:
+            self.wake.clear()
+            return None
+        sid = next(iter(self.docs))
+        self.gauge.dec()
+        return self.docs.pop(sid)
+
+    def clear(self) -> None:
+        self.gauge.dec(len(self.docs))
+        self.docs.clear()
+
+
+class _SlowClient(Exception):
+    """A write did not complete within ROOMEVENTS_STREAM_WRITE_TIMEOUT_S."""
+
+
 @requires_basic_auth
 async def stream_rooms(request: web.Request) -> web.StreamResponse:
     recently_ended = _recently_ended(request.query.get("RecentlyEnded"))
     follower = request.app[FOLLOWER]
+    metrics = request.app[METRICS]
+    write_timeout = request.app[SETTINGS].stream_write_timeout_s
     await follower.caught_up.wait()
 
-    queue: asyncio.Queue = asyncio.Queue(QUEUE_LIMIT)
-    overflow = asyncio.Event()
-
-    def listener(doc: dict) -> None:
-        try:
-            queue.put_nowait(doc)
-        except asyncio.QueueFull:
-            overflow.set()  # the client reconnects with Last-Event-ID and catches up without gaps
-
-    follower.index.listeners.append(listener)  # before the snapshot, so nothing slips between
+    pending = _Pending(metrics.stream_pending)
+    follower.index.listeners.append(pending.add)  # before the snapshot, so nothing slips between
+    metrics.stream_clients.inc()
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
-    await response.prepare(request)
+
+    async def write(data: bytes) -> None:
+        # A client that stops reading fills the socket buffers and the write waits: past the timeout
+        # it is dropped (it reconnects with Last-Event-ID and misses nothing) instead of pinning memory.
+        try:
+            await asyncio.wait_for(response.write(data), write_timeout)
+        except TimeoutError:
+            raise _SlowClient() from None
+
     try:
+        await response.prepare(request)
         resume = _decode_position(request.headers.get("Last-Event-ID") or request.query.get("LastEventId", ""))
         position = dict(follower.positions)
         rooms = follower.index.docs
@@ -103,33 +151,40 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
         for summary in backlog:
             doc = rooms.get(summary.sid)
             if doc is not None:
-                await response.write(_event("room", _public(doc), None))
-        await response.write(
-            _event(kind + "-complete", {"rooms": len(backlog)}, _encode_position(position), retry_ms=RETRY_MS)
-        )
+                await write(_event("room", _public(doc), None))
+        await write(_event(kind + "-complete", {"rooms": len(backlog)}, _encode_position(position), retry_ms=RETRY_MS))
         idle = 0.0
-        while not overflow.is_set() and not request.app[SERVER_LOAD].draining:
-            try:
-                doc = await asyncio.wait_for(queue.get(), POLL_S)
-            except TimeoutError:
-                idle += POLL_S
-                if idle >= KEEPALIVE_S:
-                    idle = 0.0
-                    await response.write(b": keepalive\n\n")
+        while not request.app[SERVER_LOAD].draining:
+            doc = pending.take()
+            if doc is None:
+                try:
+                    await asyncio.wait_for(pending.wake.wait(), POLL_S)
+                except TimeoutError:
+                    idle += POLL_S
+                    if idle >= KEEPALIVE_S:
+                        idle = 0.0
+                        await write(b": keepalive\n\n")
                 continue
             idle = 0.0
             if doc.get("retired"):  # left the hot state: views drop it
-                await response.write(_event("room-retired", {"sid": doc["sid"]}, None))
+                await write(_event("room-retired", {"sid": doc["sid"]}, None))
                 continue
             partition, offset = doc.get("_partition", 0), doc.get("_offset", 0)
             if offset < position.get(partition, 0):
                 continue  # already covered by the snapshot
             position[partition] = offset + 1
-            await response.write(_event("room", _public(doc), _encode_position(position)))
+            await write(_event("room", _public(doc), _encode_position(position)))
+    except _SlowClient:
+        metrics.stream_dropped.labels("write-timeout").inc()
+        log.warning("stream client dropped: it did not read in time", seconds=write_timeout)
+        if request.transport is not None:
+            request.transport.abort()  # frees what the kernel holds for it too
     except (ConnectionResetError, asyncio.CancelledError):
         pass
     finally:
-        follower.index.listeners.remove(listener)
+        follower.index.listeners.remove(pending.add)
+        pending.clear()
+        metrics.stream_clients.dec()
     return response
 
 

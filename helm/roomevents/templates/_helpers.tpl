@@ -91,6 +91,9 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- if and (not .Values.twilio.existingSecret) (not .Values.twilio.authToken) }}
 {{- fail "set twilio.authToken, or twilio.existingSecret naming a Secret that holds TWILIO_AUTH_TOKEN" }}
 {{- end }}
+{{- if and (not .Values.config.publicUrl) (not .Values.config.allowAnyHost) }}
+{{- fail "config.publicUrl is required (the URL Twilio signs callbacks for); config.allowAnyHost=true accepts signatures for any Host instead (see README)" }}
+{{- end }}
 {{- if lt (int .Values.topics.partitions) 1 }}
 {{- fail "topics.partitions must be >= 1" }}
 {{- end }}
