@@ -27,6 +27,9 @@ DOMAIN = [
     "service.rooms.limits",
     "service.rooms.fields",
     "service.rooms.normalize",
+    "service.providers",
+    "service.providers.livekit",
+    "service.providers.zoom",
 ]
 
 

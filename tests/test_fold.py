@@ -57,6 +57,7 @@ def test_api_create_renders_the_room_resource():
 def test_render_keys_are_the_resource_fields_plus_the_dashboard_fields():
     extra = {
         "created_via",
+        "provider",
         "end_reason",
         "failure_reason",
         "date_created_ms",
