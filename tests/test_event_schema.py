@@ -97,17 +97,35 @@ def test_the_examples_in_events_md_validate_and_match_the_code():
     validator = event_schema_validator()
     blocks = re.findall(r"```json\n(.*?)```", EVENTS_DOC.read_text(), flags=re.S)
     examples = [json.loads(b) for b in blocks]
-    assert len(examples) >= 3
+    assert len(examples) >= 5
+    assert {e["provider"] for e in examples} == {"twilio", "livekit", "zoom"}
     for example in examples:
         errors = [e.message for e in validator.iter_errors(example)]
         assert not errors, (example["type"], errors)
-        if example["source"] == "callback":
+        received_ms = records.parse_timestamp_ms(example["received_at"])
+        if example["source"] == "callback" and example["provider"] == "twilio":
             params = {k: v if isinstance(v, list) else [v] for k, v in example["params"].items()}
             rebuilt = records.from_callback(params, example["occurred_at_ms"])
-            assert rebuilt["event_id"] == example["event_id"]
-            assert {k: v for k, v in rebuilt.items() if k != "received_at"} == {
-                k: v for k, v in example.items() if k != "received_at"
-            }
+        elif example["provider"] == "livekit":
+            from google.protobuf.json_format import ParseDict
+            from livekit.protocol.webhook import WebhookEvent
+
+            from service.providers import livekit
+
+            payload = example["native"]["payload"]
+            [rebuilt] = livekit.to_records(
+                ParseDict(payload, WebhookEvent()), payload, received_ms, example["account_sid"]
+            )
+        elif example["provider"] == "zoom":
+            from service.providers import zoom
+
+            [rebuilt] = zoom.to_records(example["native"]["payload"], received_ms, example["account_sid"])
+        else:
+            continue
+        assert rebuilt["event_id"] == example["event_id"]
+        assert {k: v for k, v in rebuilt.items() if k != "received_at"} == {
+            k: v for k, v in example.items() if k != "received_at"
+        }
     # Every field is documented in the table.
     text = EVENTS_DOC.read_text()
     for field in records.json_schema()["properties"]:
