@@ -95,17 +95,23 @@ def json_schema() -> dict[str, Any]:
                 "then": {"required": list(ADDED_IN_V2)},
                 "else": {"not": {"anyOf": [{"required": [name]} for name in ADDED_IN_V2]}},
             },
-            # Twilio's records carry no native ids; the other providers' are webhooks with theirs.
+            # Twilio's records and roomevents' own commands and timers carry no native ids; the other
+            # providers' webhooks carry theirs.
             {
-                "if": {"properties": {"provider": {"const": "twilio"}}, "required": ["provider"]},
+                "if": {
+                    "anyOf": [
+                        {"properties": {"provider": {"const": "twilio"}}, "required": ["provider"]},
+                        {"properties": {"source": {"enum": ["api", "timer"]}}},
+                    ]
+                },
                 "then": {"properties": {"native": {"const": None}}},
             },
             {
-                "if": {"properties": {"provider": {"enum": others}}, "required": ["provider"]},
-                "then": {
-                    "properties": {"source": {"const": "callback"}, "native": {"type": "object"}},
-                    "required": ["native"],
+                "if": {
+                    "properties": {"provider": {"enum": others}, "source": {"const": "callback"}},
+                    "required": ["provider", "source"],
                 },
+                "then": {"properties": {"native": {"type": "object"}}, "required": ["native"]},
             },
             # Commands and timers only ever create or end rooms.
             {
