@@ -216,3 +216,41 @@ async def test_a_twilio_room_a_livekit_room_and_a_zoom_session_are_served_alike(
         ("zoom", "e2e-zoom"),
     }
     assert {r["schema_version"] for r in events} == {2}
+
+
+async def test_a_topic_written_before_providers_is_still_folded(settings):
+    """Existing topics hold version 1 records (no provider, no native): the materializer folds them
+    with the version 2 records written after the upgrade, and the room is Twilio's."""
+    from tests import streams
+
+    def v1(record: dict) -> dict:
+        return {k: v for k, v in record.items() if k not in ("provider", "native")} | {"schema_version": 1}
+
+    sid = "RM" + "0d" * 16
+    t0 = (int(time.time()) - 60) * 1000
+
+    def callback(event: str, at_ms: int, **extra: str) -> dict:
+        params = {
+            "AccountSid": ACCOUNT_SID,
+            "RoomSid": sid,
+            "RoomName": "upgraded",
+            "RoomStatus": "completed" if event == "room-ended" else "in-progress",
+            "StatusCallbackEvent": event,
+            "Timestamp": records.format_ms(at_ms),
+            **extra,
+        }
+        return records.from_callback({k: [v] for k, v in params.items()}, at_ms)
+
+    before = [
+        v1(callback("room-created", t0)),
+        v1(callback("participant-connected", t0 + 1000, ParticipantSid="PA" + "1" * 32, ParticipantIdentity="old")),
+    ]
+    after = [callback("room-ended", t0 + 20_000, RoomDuration="20")]
+    async with running_system(settings) as (ingress, _):
+        await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, before + after)
+        await wait_until(lambda: (ingress.follower.index.docs.get(sid) or {}).get("status") == "completed")
+        doc = ingress.follower.index.docs[sid]
+    assert (doc["provider"], doc["duration"], doc["unique_name"]) == ("twilio", 20, "upgraded")
+    assert [p["identity"] for p in doc["participants"]] == ["old"]
+    # Nothing was dead-lettered.
+    assert await read_topic(settings.kafka_bootstrap_servers, settings.dead_letter_topic) == []
