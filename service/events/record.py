@@ -1,12 +1,13 @@
 """The room-event record: one versioned schema for every record on the events topic.
 
-Both REST commands (source "api"), Twilio status callbacks and LiveKit / Zoom webhooks (source
+REST commands (source "api"), Twilio status callbacks and LiveKit / Zoom webhooks (source
 "callback") and the materializer's timers (source "timer") become this one dict shape, encoded with
 orjson. Provider-neutral on purpose: `provider` says who spoke, Twilio's raw parameters are kept
-under `params` and the other providers' webhooks under `native`, the typed fields (in Twilio's
-vocabulary, with SIDs derived from the providers' own ids: `derived_sid`) are what consumers read. The shape is defined once, in service/events/shapes.py: the fold's decoder
-below and the JSON Schema in docs/room-event.schema.json (service/events/schema.py, checked by the
-tests) both come from it.
+under `params` and the other providers' webhooks under `native`; the typed fields (in Twilio's
+vocabulary, with SIDs derived from the providers' own ids: `derived_sid`) are what consumers read.
+The shape is defined once, in service/events/shapes.py: the fold's decoder below and the JSON Schema
+in docs/room-event.schema.json (service/events/schema.py, checked by the tests) both come from it.
+Consumers read schema versions 1 (before providers: twilio's) and 2.
 """
 
 from __future__ import annotations
