@@ -16,6 +16,14 @@ class Metrics:
         self.callbacks = Counter(
             "roomevents_callbacks", "Status callbacks by event and HTTP status", ["event", "status"], registry=r
         )
+        # Every provider's webhooks (twilio's status callbacks too) by provider, event and HTTP status;
+        # roomevents_callbacks above stays Twilio's alone, as the dashboards in deploy/ read it.
+        self.webhooks = Counter(
+            "roomevents_webhooks",
+            "Provider webhooks (twilio, livekit, zoom) by provider, event and HTTP status",
+            ["provider", "event", "status"],
+            registry=r,
+        )
         self.signature_failures = Counter(
             "roomevents_signature_failures", "Callbacks rejected for their signature", registry=r
         )

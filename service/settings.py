@@ -74,6 +74,39 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("TWILIO_AUTH_TOKEN_SECONDARY", ("ingress",), "empty", "a second accepted token while rotating"),
     Variable(
+        "LIVEKIT_API_KEY",
+        ("ingress",),
+        "unset: no LiveKit route",
+        "LiveKit API key whose JWT signs webhooks; with `LIVEKIT_API_SECRET` it enables `POST /v1/Callbacks/LiveKit`",
+    ),
+    Variable("LIVEKIT_API_SECRET", ("ingress",), "unset", "the secret of `LIVEKIT_API_KEY`"),
+    Variable(
+        "LIVEKIT_API_KEY_SECONDARY",
+        ("ingress",),
+        "unset",
+        "a second accepted LiveKit key pair while rotating (with `LIVEKIT_API_SECRET_SECONDARY`)",
+    ),
+    Variable("LIVEKIT_API_SECRET_SECONDARY", ("ingress",), "unset", "the secret of `LIVEKIT_API_KEY_SECONDARY`"),
+    Variable(
+        "ZOOM_WEBHOOK_SECRET_TOKEN",
+        ("ingress",),
+        "unset: no Zoom route",
+        "Zoom Video SDK app's webhook secret token: verifies `x-zm-signature`, answers URL validation; "
+        "enables `POST /v1/Callbacks/Zoom`",
+    ),
+    Variable(
+        "ZOOM_WEBHOOK_SECRET_TOKEN_SECONDARY",
+        ("ingress",),
+        "unset",
+        "a second accepted Zoom secret token while rotating",
+    ),
+    Variable(
+        "ROOMEVENTS_ZOOM_REPLAY_WINDOW",
+        ("ingress",),
+        "`5m`",
+        "Zoom webhooks whose `x-zm-request-timestamp` is further than this from now are refused (403)",
+    ),
+    Variable(
         "ROOMEVENTS_HOST",
         ("ingress", *_CONSUMERS),
         "`0.0.0.0` (dev: `127.0.0.1`)",
@@ -288,6 +321,16 @@ class Settings:
     twilio_auth_token: str = field(default="", repr=False)
     # Accepted alongside the primary token while rotating auth tokens.
     twilio_auth_token_secondary: str = field(default="", repr=False)
+    # LiveKit webhooks (POST /v1/Callbacks/LiveKit exists only with a key pair) and a second pair.
+    livekit_api_key: str = ""
+    livekit_api_secret: str = field(default="", repr=False)
+    livekit_api_key_secondary: str = ""
+    livekit_api_secret_secondary: str = field(default="", repr=False)
+    # Zoom Video SDK webhooks (POST /v1/Callbacks/Zoom exists only with a secret token) and a second one.
+    zoom_webhook_secret_token: str = field(default="", repr=False)
+    zoom_webhook_secret_token_secondary: str = field(default="", repr=False)
+    # Zoom webhooks stamped further than this from now are refused as replays.
+    zoom_replay_window_ms: int = 5 * 60 * 1000
     host: str = "0.0.0.0"
     port: int = 8080
     metrics_port: int = 9090
@@ -352,6 +395,20 @@ class Settings:
     @property
     def auth_tokens(self) -> tuple[str, ...]:
         return tuple(t for t in (self.twilio_auth_token, self.twilio_auth_token_secondary) if t)
+
+    @property
+    def livekit_keys(self) -> tuple[tuple[str, str], ...]:
+        """The accepted LiveKit (API key, secret) pairs, primary first; empty: no LiveKit route."""
+        pairs = (
+            (self.livekit_api_key, self.livekit_api_secret),
+            (self.livekit_api_key_secondary, self.livekit_api_secret_secondary),
+        )
+        return tuple((k, s) for k, s in pairs if k and s)
+
+    @property
+    def zoom_secret_tokens(self) -> tuple[str, ...]:
+        """The accepted Zoom webhook secret tokens, primary first; empty: no Zoom route."""
+        return tuple(t for t in (self.zoom_webhook_secret_token, self.zoom_webhook_secret_token_secondary) if t)
 
     def base_url(self) -> str:
         """The external base URL (what Twilio signs against and what resource URLs use)."""
@@ -486,6 +543,16 @@ def load(env: Mapping[str, str] | None = None, *, role: str = "ingress") -> Sett
             "for any other host that shares the auth token is accepted with its Host header); "
             "set ROOMEVENTS_ALLOW_ANY_HOST=true to accept that"
         )
+    for key_name, secret_name in (
+        ("LIVEKIT_API_KEY", "LIVEKIT_API_SECRET"),
+        ("LIVEKIT_API_KEY_SECONDARY", "LIVEKIT_API_SECRET_SECONDARY"),
+    ):
+        if bool(env.get(key_name)) != bool(env.get(secret_name)):
+            raise SettingsError(f"{key_name} and {secret_name} must be set together")
+    if env.get("LIVEKIT_API_KEY_SECONDARY") and not env.get("LIVEKIT_API_KEY"):
+        raise SettingsError("LIVEKIT_API_KEY_SECONDARY needs LIVEKIT_API_KEY (the primary pair)")
+    if env.get("ZOOM_WEBHOOK_SECRET_TOKEN_SECONDARY") and not env.get("ZOOM_WEBHOOK_SECRET_TOKEN"):
+        raise SettingsError("ZOOM_WEBHOOK_SECRET_TOKEN_SECONDARY needs ZOOM_WEBHOOK_SECRET_TOKEN")
 
     workers = _int(env, "ROOMEVENTS_WORKERS", 1, 1, 64)
     if workers > 1 and _int(env, "ROOMEVENTS_PORT", 8080, 0, 65535) == 0:
@@ -496,6 +563,13 @@ def load(env: Mapping[str, str] | None = None, *, role: str = "ingress") -> Sett
         twilio_account_sid=sid,
         twilio_auth_token=token,
         twilio_auth_token_secondary=env.get("TWILIO_AUTH_TOKEN_SECONDARY", ""),
+        livekit_api_key=env.get("LIVEKIT_API_KEY", ""),
+        livekit_api_secret=env.get("LIVEKIT_API_SECRET", ""),
+        livekit_api_key_secondary=env.get("LIVEKIT_API_KEY_SECONDARY", ""),
+        livekit_api_secret_secondary=env.get("LIVEKIT_API_SECRET_SECONDARY", ""),
+        zoom_webhook_secret_token=env.get("ZOOM_WEBHOOK_SECRET_TOKEN", ""),
+        zoom_webhook_secret_token_secondary=env.get("ZOOM_WEBHOOK_SECRET_TOKEN_SECONDARY", ""),
+        zoom_replay_window_ms=_duration_ms(env, "ROOMEVENTS_ZOOM_REPLAY_WINDOW", 5 * 60 * 1000, 1000),
         host=env.get("ROOMEVENTS_HOST") or ("127.0.0.1" if dev else "0.0.0.0"),
         port=_int(env, "ROOMEVENTS_PORT", 8080, 0, 65535),
         metrics_port=_int(env, "ROOMEVENTS_METRICS_PORT", 9090, 0, 65535),

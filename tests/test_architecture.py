@@ -29,6 +29,9 @@ DOMAIN = [
     "service.rooms.normalize",
     "service.rooms.merge",
     "service.history.rows",
+    "service.providers",
+    "service.providers.livekit",
+    "service.providers.zoom",
 ]
 
 

@@ -222,3 +222,69 @@ async def test_broker_outage_mid_stream_loses_nothing_that_got_a_2xx(proxied_bro
             expected_id[r["n"]] for r in results if ok(r["status"]) and r["params"]["RoomName"] == f"outage-{w}"
         ]
         assert [positions[e] for e in acked_in_room] == sorted(positions[e] for e in acked_in_room)
+
+
+async def test_provider_webhooks_get_503_with_retry_after_while_the_broker_is_away(proxied_broker):
+    """The LiveKit and Zoom routes keep the ingress's promise: no 2xx without the broker's ack, a 503 +
+    Retry-After instead, and the provider's retry (same body, same event id) lands once it is back."""
+    from tests.provider_webhooks import (
+        LIVEKIT_KEY,
+        LIVEKIT_SECRET,
+        ZOOM_SECRET,
+        livekit_event,
+        livekit_headers,
+        zoom_event,
+        zoom_headers,
+        zoom_user,
+    )
+
+    broker, proxy = proxied_broker
+    cfg = make_settings(
+        broker.bootstrap_servers,
+        produce_timeout_ms=PRODUCE_TIMEOUT_MS,
+        livekit_api_key=LIVEKIT_KEY,
+        livekit_api_secret=LIVEKIT_SECRET,
+        zoom_webhook_secret_token=ZOOM_SECRET,
+    )
+    await ensure_topics(cfg)
+    server = IngressServer(cfg, Metrics())
+    await server.start()
+    lk = livekit_event("room_started", 1_900_000_000, "EV_outage", room_sid="RM_out", room_name="lk-outage")
+    zm = zoom_event(
+        "session.user_joined",
+        1_900_000_000_000,
+        session_id="out==",
+        session_name="zoom-outage",
+        user=zoom_user("1", "A"),
+    )
+    requests = {"/v1/Callbacks/LiveKit": lk, "/v1/Callbacks/Zoom": zm}
+    try:
+        async with aiohttp.ClientSession() as http:
+
+            async def post(path: str, body: bytes):
+                headers = livekit_headers(body) if "LiveKit" in path else zoom_headers(body)
+                async with http.post(
+                    server.url + path,
+                    data=body,
+                    headers=headers,
+                    timeout=aiohttp.ClientTimeout(total=MAX_LATENCY_S + 5),
+                ) as resp:
+                    return resp.status, resp.headers.get("Retry-After")
+
+            await proxy.down()
+            for path, body in requests.items():
+                status, retry_after = await post(path, body)
+                assert status == 503 and int(retry_after) >= 1, (path, status)
+            await proxy.up()
+            loop = asyncio.get_running_loop()
+            for path, body in requests.items():
+                deadline = loop.time() + 30
+                while (status := (await post(path, body))[0]) != 204:  # the provider retries until acked
+                    assert status == 503 and loop.time() < deadline, (path, status)
+    finally:
+        await server.stop()
+    on_topic = [records.decode(m.value) for m in await read_topic(cfg.kafka_bootstrap_servers, cfg.events_topic)]
+    assert {r["provider"] for r in on_topic} == {"livekit", "zoom"}
+    # Any copy that reached the broker during the outage is the same record: consumers dedupe by id.
+    assert len({r["event_id"] for r in on_topic}) == 2
+    assert not invalid_event_records(await read_topic(cfg.kafka_bootstrap_servers, cfg.events_topic))

@@ -41,7 +41,7 @@ async def test_a_record_too_large_for_the_broker_is_dead_lettered_and_counted(se
     assert doc["reason"] == "too-large" and "max_request_size" in doc["detail"]
     assert doc["topic"] == cfg.events_topic and doc["key"] == "standup"
     assert doc["size"] > HUGE and doc["truncated"] is True
-    assert doc["value"].startswith('{"schema_version":1,"event_id":"' + expected["event_id"])
+    assert doc["value"].startswith('{"schema_version":2,"provider":"twilio","event_id":"' + expected["event_id"])
     assert doc["headers"]["ce_id"] == expected["event_id"]
     assert doc["headers"]["ce_type"] == "io.roomevents.room-event.recording-completed"
     assert len(letter.value) < 100 * 1024

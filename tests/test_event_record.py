@@ -51,7 +51,8 @@ def test_participant_callback_typed_fields():
         ),
         1_800_000_000_123,
     )
-    assert r["schema_version"] == 1 and r["source"] == "callback"
+    assert r["schema_version"] == 2 and r["source"] == "callback"
+    assert r["provider"] == "twilio" and r["native"] is None
     assert r["type"] == "participant-disconnected"
     assert (r["account_sid"], r["room_sid"], r["room_name"]) == (ACCOUNT_SID, ROOM, "daily")
     assert r["occurred_at"] == "2025-10-27T18:16:01.876Z"
@@ -222,9 +223,34 @@ def test_encode_decode_round_trip_and_poison():
     raw = records.encode(r)
     assert raw == orjson.dumps(r)
     assert records.decode(raw) == r
-    for bad in (b"\xff", b"[]", orjson.dumps({**r, "schema_version": 2}), orjson.dumps({**r, "event_id": ""})):
-        with pytest.raises(records.RecordError):
-            records.decode(bad)
+    bad_ones = (
+        b"\xff",
+        b"[]",
+        orjson.dumps({**r, "schema_version": 3}),
+        orjson.dumps({**r, "schema_version": True}),
+        orjson.dumps({**r, "event_id": ""}),
+        orjson.dumps({**r, "provider": ""}),
+        orjson.dumps({**r, "provider": 7}),
+    )
+    for bad in bad_ones:
+        for decoder in (records.decode, records.decode_for_fold):
+            with pytest.raises(records.RecordError):
+                decoder(bad)
+
+
+def test_version_1_records_are_read_as_twilio_records():
+    """Topics written before providers hold version 1 records: both decoders take them, and they fold
+    to the same room as the version 2 record of the same callback."""
+    from service.state.fold import fold
+    from service.state.render import render
+
+    v2 = records.from_callback(cb(StatusCallbackEvent="participant-connected", ParticipantSid="PA1"), 5)
+    v1 = {k: v for k, v in v2.items() if k not in ("provider", "native")} | {"schema_version": 1}
+    raw = orjson.dumps(v1)
+    assert records.decode(raw) == v1 and records.provider_of(records.decode(raw)) == "twilio"
+    slim = records.decode_for_fold(raw)
+    assert render(fold(None, slim)) == render(fold(None, records.decode_for_fold(records.encode(v2))))
+    assert render(fold(None, slim))["provider"] == "twilio"
 
 
 def test_every_record_of_realistic_histories_validates():

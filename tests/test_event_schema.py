@@ -39,11 +39,37 @@ def test_the_generator_writes_the_same_file(tmp_path):
 def test_the_schema_is_a_valid_draft_2020_12_schema():
     schema = records.json_schema()
     jsonschema.Draft202012Validator.check_schema(schema)
-    assert schema["properties"]["schema_version"]["const"] == records.SCHEMA_VERSION
+    assert schema["properties"]["schema_version"]["enum"] == list(records.SCHEMA_VERSIONS) == [1, 2]
+    assert records.SCHEMA_VERSION == 2
     assert schema["$id"] == records.SCHEMA_ID == cloudevents.EVENT_DATASCHEMA
-    # Every property is required (null when not applicable) and documented.
-    assert schema["required"] == list(schema["properties"])
+    # Every property is required (null when not applicable) and documented; version 1 records lack
+    # only the fields version 2 added, which a version 2 record must have.
+    assert schema["required"] == [p for p in schema["properties"] if p not in ("provider", "native")]
+    assert {
+        "if": {"properties": {"schema_version": {"const": 2}}},
+        "then": {"required": ["provider", "native"]},
+    }.items() <= schema["allOf"][0].items()
     assert all(prop.get("description") for prop in schema["properties"].values())
+
+
+def test_version_1_and_version_2_records_validate_and_neither_takes_the_others_shape():
+    validator = event_schema_validator()
+    v2 = records.from_callback({"RoomSid": ["RM1"], "StatusCallbackEvent": ["room-ended"]}, 0)
+    assert v2["schema_version"] == 2 and v2["provider"] == "twilio" and v2["native"] is None
+    v1 = {k: v for k, v in v2.items() if k not in ("provider", "native")} | {"schema_version": 1}
+    for good in (v1, v2):
+        assert not list(validator.iter_errors(good)), good
+    bad = [
+        {k: v for k, v in v2.items() if k != "provider"},  # v2 has every field
+        {k: v for k, v in v2.items() if k != "native"},
+        v1 | {"provider": "twilio"},  # v1 has none of v2's
+        v2 | {"schema_version": 3},
+        v2 | {"provider": "webex"},
+        v2 | {"native": {"event": "x", "payload": {}}},  # twilio's records carry no native ids
+        v2 | {"provider": "zoom"},  # a zoom record keeps Zoom's ids
+    ]
+    for doc in bad:
+        assert list(validator.iter_errors(doc)), doc
 
 
 def test_the_schema_rejects_what_consumers_must_not_see():
@@ -71,17 +97,35 @@ def test_the_examples_in_events_md_validate_and_match_the_code():
     validator = event_schema_validator()
     blocks = re.findall(r"```json\n(.*?)```", EVENTS_DOC.read_text(), flags=re.S)
     examples = [json.loads(b) for b in blocks]
-    assert len(examples) >= 3
+    assert len(examples) >= 5
+    assert {e["provider"] for e in examples} == {"twilio", "livekit", "zoom"}
     for example in examples:
         errors = [e.message for e in validator.iter_errors(example)]
         assert not errors, (example["type"], errors)
-        if example["source"] == "callback":
+        received_ms = records.parse_timestamp_ms(example["received_at"])
+        if example["source"] == "callback" and example["provider"] == "twilio":
             params = {k: v if isinstance(v, list) else [v] for k, v in example["params"].items()}
             rebuilt = records.from_callback(params, example["occurred_at_ms"])
-            assert rebuilt["event_id"] == example["event_id"]
-            assert {k: v for k, v in rebuilt.items() if k != "received_at"} == {
-                k: v for k, v in example.items() if k != "received_at"
-            }
+        elif example["provider"] == "livekit":
+            from google.protobuf.json_format import ParseDict
+            from livekit.protocol.webhook import WebhookEvent
+
+            from service.providers import livekit
+
+            payload = example["native"]["payload"]
+            [rebuilt] = livekit.to_records(
+                ParseDict(payload, WebhookEvent()), payload, received_ms, example["account_sid"]
+            )
+        elif example["provider"] == "zoom":
+            from service.providers import zoom
+
+            [rebuilt] = zoom.to_records(example["native"]["payload"], received_ms, example["account_sid"])
+        else:
+            continue
+        assert rebuilt["event_id"] == example["event_id"]
+        assert {k: v for k, v in rebuilt.items() if k != "received_at"} == {
+            k: v for k, v in example.items() if k != "received_at"
+        }
     # Every field is documented in the table.
     text = EVENTS_DOC.read_text()
     for field in records.json_schema()["properties"]:

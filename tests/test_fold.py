@@ -57,6 +57,7 @@ def test_api_create_renders_the_room_resource():
 def test_render_keys_are_the_resource_fields_plus_the_dashboard_fields():
     extra = {
         "created_via",
+        "provider",
         "end_reason",
         "failure_reason",
         "date_created_ms",
@@ -279,3 +280,17 @@ def test_duplicates_and_redeliveries_change_nothing():
 
 def test_status_helper_matches_the_document():
     assert status(fold_all(_rich_history())) == render(fold_all(_rich_history()))["status"] == "completed"
+
+
+def test_a_state_kept_before_providers_restores_and_folds_as_twilio():
+    """Changelog entries written before providers have no `provider` in the room state: they decode,
+    render as twilio, and fold on."""
+    from service.state import changelog
+
+    state = fold_all([cb("room-created", 0)])
+    old = {k: v for k, v in state.items() if k != "provider"}
+    restored, version = changelog.decode_room(changelog.encode_room(old, 7))
+    assert "provider" not in restored and version == 7
+    assert render(restored)["provider"] == "twilio"
+    after = fold(restored, cb("room-ended", 5 * S, room_status="completed"))
+    assert render(after)["provider"] == "twilio" and render(after)["status"] == "completed"

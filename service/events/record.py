@@ -1,11 +1,13 @@
 """The room-event record: one versioned schema for every record on the events topic.
 
-Both REST commands (source "api"), Twilio status callbacks (source "callback") and the
-materializer's timers (source "timer") become this one dict shape, encoded with orjson.
-Provider-neutral on purpose: Twilio's raw parameters are kept under `params`, the typed fields
-are what consumers read. The shape is defined once, in service/events/shapes.py: the fold's decoder
-below and the JSON Schema in docs/room-event.schema.json (service/events/schema.py, checked by the
-tests) both come from it.
+REST commands (source "api"), Twilio status callbacks and LiveKit / Zoom webhooks (source
+"callback") and the materializer's timers (source "timer") become this one dict shape, encoded with
+orjson. Provider-neutral on purpose: `provider` says who spoke, Twilio's raw parameters are kept
+under `params` and the other providers' webhooks under `native`; the typed fields (in Twilio's
+vocabulary, with SIDs derived from the providers' own ids: `derived_sid`) are what consumers read.
+The shape is defined once, in service/events/shapes.py: the fold's decoder below and the JSON Schema
+in docs/room-event.schema.json (service/events/schema.py, checked by the tests) both come from it.
+Consumers read schema versions 1 (before providers: twilio's) and 2.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ from service.events.schema import SCHEMA_ID, SCHEMA_PATH, json_schema, schema_te
 from service.events.shapes import (
     END_REASONS,
     IDENTIFIED,
+    PROVIDERS,
     ROOM_EVENTS,
     SCHEMA_VERSION,
+    SCHEMA_VERSIONS,
     SOURCES,
     ConfigFields,
     FoldedEvent,
+    NativeFields,
     ParticipantFields,
     RecordingFields,
     RoomEvent,
@@ -36,10 +41,12 @@ from service.events.shapes import (
 
 __all__ = [  # the record's shape and schema live next door; this is the module callers import
     "END_REASONS",
+    "PROVIDERS",
     "ROOM_EVENTS",
     "SCHEMA_ID",
     "SCHEMA_PATH",
     "SCHEMA_VERSION",
+    "SCHEMA_VERSIONS",
     "SOURCES",
     "FoldedEvent",
     "RecordError",
@@ -48,6 +55,8 @@ __all__ = [  # the record's shape and schema live next door; this is the module 
     "command_event_id",
     "decode",
     "decode_for_fold",
+    "derived_sid",
+    "digest",
     "encode",
     "format_ms",
     "format_twilio_date",
@@ -55,6 +64,8 @@ __all__ = [  # the record's shape and schema live next door; this is the module 
     "json_schema",
     "parse_timestamp_ms",
     "partition_key",
+    "provider_event",
+    "provider_of",
     "room_created",
     "room_ended",
     "schema_text",
@@ -155,6 +166,29 @@ def _digest(*parts: bytes) -> str:
     return h.hexdigest()[:32]
 
 
+def digest(*parts: str) -> str:
+    """A deterministic 32-hex-digit id from text parts (each one delimited: no two lists collide)."""
+    return _digest(*(part.encode() for part in parts))
+
+
+# Twilio's SID prefixes of what a provider's ids are mapped to.
+SID_PREFIXES = {"room": "RM", "participant": "PA", "track": "MT", "recording": "RT"}
+
+
+def derived_sid(kind: str, provider: str, *native_ids: str) -> str:
+    """The Twilio-shaped SID of a provider's room, participant, track or recording: its prefix (RM, PA,
+    MT, RT) + the first 32 hex digits of sha256("<provider>:<kind>:<id>[:<id>...]"), e.g. a LiveKit
+    room's "RM" + sha256("livekit:room:RM_xyz")[:32]. The same native ids always give the same SID, so
+    every webhook about one room (and every replay) meets in one fold."""
+    text = ":".join((provider, kind, *native_ids))
+    return SID_PREFIXES[kind] + hashlib.sha256(text.encode()).hexdigest()[:32]
+
+
+def provider_of(record: Mapping[str, Any]) -> str:
+    """Who reported a record: its `provider`, or twilio for a version-1 record (which has none)."""
+    return record.get("provider") or "twilio"
+
+
 def callback_event_id(params: Mapping[str, Sequence[str]]) -> str:
     """Same callback, same id: a hash of every parameter, independent of order, HTTP method and of
     repeated identical values (as the signature is: a repeated value keeps it valid, so it must not
@@ -223,6 +257,7 @@ def from_callback(
     }
     return {
         "schema_version": SCHEMA_VERSION,
+        "provider": "twilio",
         "event_id": callback_event_id(params),
         "type": event_type,
         "source": "callback",
@@ -240,6 +275,51 @@ def from_callback(
         "config": None,
         "end_reason": "callback" if event_type == "room-ended" else None,
         "params": _raw(params),
+        "native": None,
+    }
+
+
+def provider_event(
+    provider: str,
+    event_type: str,
+    *,
+    event_id: str,
+    account_sid: str | None,
+    room_sid: str,
+    room_name: str | None,
+    occurred_ms: int,
+    received_at_ms: int,
+    native: NativeFields,
+    room: RoomFields | None = None,
+    participant: ParticipantFields | None = None,
+    track: TrackFields | None = None,
+    recording: RecordingFields | None = None,
+) -> RoomEvent:
+    """A LiveKit or Zoom webhook (already verified, already mapped to Twilio's vocabulary and SIDs by
+    service/providers/) -> room-event record. `native` keeps the provider's ids and its body."""
+    if provider not in PROVIDERS or provider == "twilio":
+        raise ValueError(provider)
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "provider": provider,
+        "event_id": event_id,
+        "type": event_type,
+        "source": "callback",
+        "account_sid": account_sid,
+        "room_sid": room_sid,
+        "room_name": room_name or room_sid,
+        "occurred_at": format_ms(occurred_ms),
+        "occurred_at_ms": occurred_ms,
+        "sequence_number": None,
+        "received_at": format_ms(received_at_ms),
+        "room": room,
+        "participant": participant,
+        "track": track,
+        "recording": recording,
+        "config": None,
+        "end_reason": "callback" if event_type == "room-ended" else None,
+        "params": {},
+        "native": native,
     }
 
 
@@ -253,9 +333,11 @@ def _command(
     occurred_ms: int,
     received_at_ms: int,
     params: Mapping[str, Sequence[str]],
+    provider: str = "twilio",
 ) -> RoomEvent:
     return {
         "schema_version": SCHEMA_VERSION,
+        "provider": provider,
         "event_id": event_id,
         "type": kind,
         "source": source,
@@ -273,6 +355,7 @@ def _command(
         "config": None,
         "end_reason": None,
         "params": _raw(params),
+        "native": None,
     }
 
 
@@ -305,13 +388,17 @@ def room_ended(
     *,
     reason: str,
     params: Mapping[str, Sequence[str]] | None = None,
+    provider: str = "twilio",
 ) -> RoomEvent:
-    """A room ended by this system: via the API (`Status=completed`) or by a timer."""
+    """A room ended by this system: via the API (`Status=completed`) or by a timer. `provider` is the
+    room's (the API can complete a LiveKit or Zoom room as roomevents sees it)."""
     if reason not in ("api", "timeout"):
         raise ValueError(reason)
     source = "api" if reason == "api" else "timer"
     event_id = command_event_id("room-ended", room_sid) if reason == "api" else timer_event_id(room_sid)
-    record = _command("room-ended", event_id, source, account_sid, room_sid, room_name, now_ms, now_ms, params or {})
+    record = _command(
+        "room-ended", event_id, source, account_sid, room_sid, room_name, now_ms, now_ms, params or {}, provider
+    )
     record["end_reason"] = reason
     record["room"] = {"status": "completed", "type": None, "duration": None}
     return record
@@ -330,12 +417,16 @@ def encode(record: Mapping[str, Any]) -> bytes:
 
 
 def _checked(record: Any) -> Any:
-    """What every consumer must refuse to fold: another schema version, no identity, or a shape the
-    fold cannot take (a participant, track or recording without its SID; a configuration whose
-    unique name or timeouts are of the wrong type)."""
+    """What every consumer must refuse to fold: a schema version it does not know (it reads 1 and 2),
+    no identity, or a shape the fold cannot take (a participant, track or recording without its SID;
+    a configuration whose unique name or timeouts are of the wrong type; a provider that is not a
+    name)."""
     version = record.get("schema_version")
-    if version != SCHEMA_VERSION:
+    if version not in SCHEMA_VERSIONS or isinstance(version, bool):
         raise RecordError(f"unknown schema_version {version!r}")
+    provider = record.get("provider")
+    if provider is not None and not (isinstance(provider, str) and provider):
+        raise RecordError(f"malformed record: provider {provider!r} is not a name")
     for key in _IDENTITY:
         if record.get(key) in (None, ""):
             raise RecordError(f"record lacks {key}")
@@ -387,8 +478,11 @@ def decode_for_fold(raw: bytes) -> FoldedEvent:
     # every check of _checked, which runs (and names the problem) whenever this does not plainly hold.
     get = record.get
     participant, track, recording = get("participant"), get("track"), get("recording")
+    version = get("schema_version")
     if (
-        get("schema_version") == SCHEMA_VERSION
+        (version == SCHEMA_VERSION or version == 1)
+        and type(version) is int
+        and get("provider") != ""
         and get("event_id")
         and get("type")
         and get("room_sid")

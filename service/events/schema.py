@@ -10,9 +10,9 @@ from typing import Any, Union
 import msgspec
 import orjson
 
-from service.events.shapes import END_REASONS, RoomEvent
+from service.events.shapes import ADDED_IN_V2, END_REASONS, PROVIDERS, SCHEMA_VERSION, RoomEvent
 
-SCHEMA_ID = "https://roomevents.dev/schemas/room-event/v1.json"
+SCHEMA_ID = "https://roomevents.dev/schemas/room-event/v2.json"
 SCHEMA_PATH = "docs/room-event.schema.json"
 
 _SCALARS = {str: "string", int: "integer", bool: "boolean", float: "number"}
@@ -73,9 +73,11 @@ def json_schema() -> dict[str, Any]:
 
     Exact for this schema_version: every field is listed and required (null when it does not
     apply). Adding a field is a backwards-compatible change within a version; removing or retyping
-    one bumps SCHEMA_VERSION.
+    one bumps SCHEMA_VERSION. Records of version 1 validate too: they lack only ADDED_IN_V2.
     """
     record = _object_schema(RoomEvent)
+    always = [name for name in record["required"] if name not in ADDED_IN_V2]
+    others = [p for p in PROVIDERS if p != "twilio"]
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": SCHEMA_ID,
@@ -83,10 +85,34 @@ def json_schema() -> dict[str, Any]:
         "description": "One record on the room-events topic (value, orjson-encoded UTF-8 JSON). Generated "
         "from service/events/shapes.py by service/events/schema.py; see docs/events.md.",
         "type": "object",
-        "required": record["required"],
+        "required": always,
         "additionalProperties": False,
         "properties": record["properties"],
         "allOf": [
+            # The current version has every field; version 1 lacks the provider fields (it is twilio's).
+            {
+                "if": {"properties": {"schema_version": {"const": SCHEMA_VERSION}}},
+                "then": {"required": list(ADDED_IN_V2)},
+                "else": {"not": {"anyOf": [{"required": [name]} for name in ADDED_IN_V2]}},
+            },
+            # Twilio's records and roomevents' own commands and timers carry no native ids; the other
+            # providers' webhooks carry theirs.
+            {
+                "if": {
+                    "anyOf": [
+                        {"properties": {"provider": {"const": "twilio"}}, "required": ["provider"]},
+                        {"properties": {"source": {"enum": ["api", "timer"]}}},
+                    ]
+                },
+                "then": {"properties": {"native": {"const": None}}},
+            },
+            {
+                "if": {
+                    "properties": {"provider": {"enum": others}, "source": {"const": "callback"}},
+                    "required": ["provider", "source"],
+                },
+                "then": {"properties": {"native": {"type": "object"}}, "required": ["native"]},
+            },
             # Commands and timers only ever create or end rooms.
             {
                 "if": {"properties": {"source": {"const": "api"}}},

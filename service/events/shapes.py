@@ -9,14 +9,20 @@ the decoder stays exactly as lenient as the types say, the schema states the ful
 `FoldedEvent` is what the fold reads; `RoomEvent` adds the fields only consumers read (the times as
 text and the raw parameters), so the fold's decoder skips them. Every key is optional for the
 decoder (a consumer checks identity itself: records.decode), while the schema requires every key
-(null when it does not apply).
+(null when it does not apply), except that a version-1 record has none of ADDED_IN_V2.
 """
 
 from typing import Annotated, Any, Optional, TypedDict, Union
 
 import msgspec
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Every version a consumer must read: version 1 (written before providers) is implicitly provider
+# twilio and has neither `provider` nor `native`.
+SCHEMA_VERSIONS = (1, 2)
+# Fields that version 2 added: required in a version-2 record, absent from a version-1 record.
+ADDED_IN_V2 = ("provider", "native")
+PROVIDERS = ("twilio", "livekit", "zoom")
 
 # Documented Twilio room events. Others are kept and published under their own name.
 ROOM_EVENTS = (
@@ -84,6 +90,25 @@ class RecordingFields(TypedDict, total=False):
     failed_operation: Annotated[Optional[str], doc("FailedOperation (recording-failed).")]
 
 
+class NativeFields(TypedDict, total=False):
+    """The provider's own names for what the record's SIDs were derived from (livekit, zoom)."""
+
+    event: Annotated[str, doc("The provider's own event name (LiveKit `event`, Zoom `event`).", minLength=1)]
+    id: Annotated[Optional[str], doc("The provider's event id (LiveKit `id`); null when it sends none (Zoom).")]
+    room_id: Annotated[Optional[str], doc("The provider's room id: LiveKit room `sid` (RM_...), Zoom `session_id`.")]
+    room_name: Annotated[Optional[str], doc("The provider's room name: LiveKit room `name`, Zoom `session_name`.")]
+    participant_id: Annotated[
+        Optional[str], doc("LiveKit participant `sid` (PA_...), Zoom user `id`; null without a participant.")
+    ]
+    participant_identity: Annotated[
+        Optional[str], doc("LiveKit participant `identity`, Zoom user `user_key` (else `name`).")
+    ]
+    track_id: Annotated[Optional[str], doc("LiveKit track `sid` (TR_...).")]
+    egress_id: Annotated[Optional[str], doc("LiveKit egress id (EG_...) of a recording.")]
+    recording_id: Annotated[Optional[str], doc("Zoom recording file `id`.")]
+    payload: Annotated[dict[str, Any], doc("The webhook's JSON body exactly as received.")]
+
+
 # The sub-objects that exist only with their SID (null otherwise): the fold keys its maps by it.
 IDENTIFIED = ("participant", "track", "recording")
 
@@ -106,7 +131,22 @@ class FoldedEvent(TypedDict, total=False):
     """The fields of a room-event record that the fold reads."""
 
     # Any: a consumer reads the version before anything else and refuses one it does not know.
-    schema_version: Annotated[Any, doc("Version of this record schema.", const=SCHEMA_VERSION)]
+    schema_version: Annotated[
+        Any,
+        doc(
+            "Version of this record schema: 2 for every record written now; 1 for records written before "
+            "providers (read them as provider twilio, native null). Consumers refuse any other value.",
+            enum=list(SCHEMA_VERSIONS),
+        ),
+    ]
+    provider: Annotated[
+        Optional[str],
+        doc(
+            "Who reported it: twilio (status callbacks, and the Rooms API and timers of roomevents itself), "
+            "livekit or zoom (their webhooks). Absent in version 1 (twilio).",
+            enum=list(PROVIDERS),
+        ),
+    ]
     event_id: Annotated[
         str,
         doc(
@@ -118,29 +158,41 @@ class FoldedEvent(TypedDict, total=False):
     type: Annotated[
         str,
         doc(
-            "Room event type: Twilio's StatusCallbackEvent for callbacks (unknown values are kept as "
-            "sent); room-created / room-ended for commands and timers. Documented Twilio values: "
-            + ", ".join(ROOM_EVENTS)
-            + ".",
+            "Room event type, in Twilio's vocabulary whatever the provider: Twilio's StatusCallbackEvent "
+            "for callbacks (unknown values are kept as sent); room-created / room-ended for commands and "
+            "timers; a LiveKit or Zoom webhook mapped to its Twilio counterpart (an unmapped one keeps "
+            "its own event name). Documented values: " + ", ".join(ROOM_EVENTS) + ".",
             minLength=1,
         ),
     ]
     source: Annotated[
         str,
         doc(
-            "callback: a Twilio status callback; api: a Rooms API command accepted by roomevents; "
+            "callback: a provider's status callback or webhook; api: a Rooms API command accepted by roomevents; "
             "timer: roomevents ended an API-created room after its empty/unused timeout.",
             enum=list(SOURCES),
         ),
     ]
     account_sid: Annotated[
-        Optional[str], doc("Twilio account SID (AccountSid); null when a callback did not carry it.")
+        Optional[str],
+        doc(
+            "Twilio account SID (AccountSid); null when a callback did not carry it. For livekit and zoom, "
+            "the account the Rooms API serves their rooms under (TWILIO_ACCOUNT_SID)."
+        ),
     ]
-    room_sid: Annotated[str, doc("Room SID (RoomSid), RM...", minLength=1)]
+    room_sid: Annotated[
+        str,
+        doc(
+            "Room SID (RoomSid), RM...; for livekit and zoom derived from the provider and its room id: "
+            '"RM" + the first 32 hex digits of sha256("<provider>:room:<room id>").',
+            minLength=1,
+        ),
+    ]
     room_name: Annotated[
         Optional[str],
         doc(
-            "The room's unique name (RoomName); the room SID when it has none. The Kafka message key.",
+            "The room's unique name (RoomName; LiveKit room name; Zoom session name); the room SID when it "
+            "has none. The Kafka message key.",
             type="string",
             minLength=1,
         ),
@@ -155,7 +207,9 @@ class FoldedEvent(TypedDict, total=False):
             pattern=_MS_TIME,
         ),
     ]
-    sequence_number: Annotated[Optional[int], doc("Twilio's SequenceNumber (internal to Twilio: not an ordering key).")]
+    sequence_number: Annotated[
+        Optional[int], doc("Twilio's SequenceNumber (internal to Twilio: not an ordering key); null for others.")
+    ]
     room: Annotated[Optional[RoomFields], doc("Room fields carried by the event.")]
     participant: Annotated[
         Optional[ParticipantFields], doc("Participant fields; null unless the event carries a ParticipantSid.")
@@ -184,8 +238,9 @@ class RoomEvent(FoldedEvent, total=False):
     occurred_at: Annotated[
         str,
         doc(
-            "When it happened: Twilio's Timestamp (UTC, millisecond precision); the receive time when a "
-            "callback carried none. Order events by it.",
+            "When it happened (UTC, millisecond precision): Twilio's Timestamp, LiveKit's created_at "
+            "(seconds), Zoom's event_ts; the receive time when a Twilio callback carried none. Order events "
+            "by it.",
             format="date-time",
             pattern=_MS_TIME,
         ),
@@ -193,7 +248,13 @@ class RoomEvent(FoldedEvent, total=False):
     params: Annotated[
         dict[str, Union[str, list[str]]],
         doc(
-            "Every parameter as received (unknown ones included): one value as a string, a repeated "
-            "parameter as a list of strings."
+            "Every Twilio parameter as received (unknown ones included): one value as a string, a "
+            "repeated parameter as a list of strings. Empty for livekit and zoom (see native.payload)."
+        ),
+    ]
+    native: Annotated[
+        Optional[NativeFields],
+        doc(
+            "The provider's own ids and the webhook as received (livekit, zoom); null for twilio. Absent in version 1."
         ),
     ]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from service.http import callbacks, dashboard, health, openapi, rooms, stream
+from service.http import callbacks, dashboard, health, openapi, providers, rooms, stream
 from service.http.keys import FOLLOWER, METRICS, PUBLISHER, ROOM_KEYS, SERVER_LOAD, SETTINGS, ServerLoad
 from service.http.middleware import MIDDLEWARES
 from service.kafka.producer import Publisher
@@ -24,6 +24,7 @@ def build_app(settings: Settings, metrics: Metrics, publisher: Publisher, follow
     app[SERVER_LOAD] = ServerLoad()
     health.add_routes(app)
     callbacks.add_routes(app, settings.callback_path)
+    providers.add_routes(app)
     stream.add_routes(app)
     openapi.add_routes(app)
     rooms.add_routes(app)

@@ -33,6 +33,7 @@ from service.http.keys import METRICS, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS
 from service.http.responses import json_response
 from service.http.urls import request_url
 from service.kafka.producer import PublishError, RecordRejected
+from service.metrics import Metrics
 
 log = logs.get("roomevents.callbacks")
 ALLOW = ", ".join(sorted(ALLOWED_METHODS))
@@ -44,6 +45,12 @@ _REJECTIONS = logs.RateLimited()
 
 def _error(status: int, message: str, headers: dict | None = None) -> web.Response:
     return json_response({"status": status, "message": message}, status=status, headers=headers)
+
+
+def _count(metrics: Metrics, label: str, status: str) -> None:
+    """One callback answered: Twilio's own counter, and the all-providers one."""
+    metrics.callbacks.labels(label, status).inc()
+    metrics.webhooks.labels("twilio", label, status).inc()
 
 
 def _event_label(name: str | None) -> str:
@@ -60,19 +67,19 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
     metrics = app[METRICS]
     method = request.method
     if method not in ALLOWED_METHODS:
-        metrics.callbacks.labels("unknown", "405").inc()
+        _count(metrics, "unknown", "405")
         return _error(405, f"Method {method} is not allowed for status callbacks", {"Allow": ALLOW})
     too_large = f"Request body exceeds {settings.max_body_bytes} bytes"
     if request.content_length is not None and request.content_length > settings.max_body_bytes:
-        metrics.callbacks.labels("unknown", "413").inc()
+        _count(metrics, "unknown", "413")
         return _error(413, too_large)
     try:
         body = await read_body(request, settings.body_timeout_s)
     except web.HTTPRequestEntityTooLarge:
-        metrics.callbacks.labels("unknown", "413").inc()
+        _count(metrics, "unknown", "413")
         return _error(413, too_large)
     except BodyTimeout:
-        metrics.callbacks.labels("unknown", "408").inc()
+        _count(metrics, "unknown", "408")
         metrics.connections_timed_out.labels("body").inc()
         response = _error(408, f"Request body not received within {settings.body_timeout_s:g} s")
         response.force_close()
@@ -87,7 +94,7 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
             settings.max_callback_params,
         )
     except CallbackParseError as exc:
-        metrics.callbacks.labels("unknown", str(exc.status)).inc()
+        _count(metrics, "unknown", str(exc.status))
         return _error(exc.status, exc.message, {"Allow": ALLOW} if exc.status == 405 else None)
 
     url = request_url(request)
@@ -102,7 +109,7 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
     label = _event_label(parsed.first("StatusCallbackEvent"))
     if not ok:
         metrics.signature_failures.inc()
-        metrics.callbacks.labels(label, "403").inc()
+        _count(metrics, label, "403")
         # Anyone can send these: a few lines per window and a count, not one line each (the metric
         # counts them all); the URL is cut short, it is the client's text.
         allowed, suppressed = _REJECTIONS.allow("signature")
@@ -131,7 +138,7 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         known_name = None if room_name else room_keys.name_of(room_sid)
         event = records.from_callback(parsed.params, int(time.time() * 1000), known_name=known_name)
     except (CallbackParseError, records.RecordError) as exc:
-        metrics.callbacks.labels(label, "400").inc()
+        _count(metrics, label, "400")
         return _error(400, getattr(exc, "message", str(exc)))
     try:
         await app[PUBLISHER].publish(
@@ -139,7 +146,7 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         )
     except RecordRejected as exc:
         # Retrying cannot help: it is parked on the dead-letter topic, and Twilio is told it is done.
-        metrics.callbacks.labels(label, "202").inc()
+        _count(metrics, label, "202")
         log.error(
             "callback dead-lettered",
             room_sid=event["room_sid"],
@@ -150,7 +157,7 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         return web.Response(status=202)
     except PublishError as exc:
         # Not acknowledged (broker hung, absent or overloaded): never a 2xx; Twilio may retry.
-        metrics.callbacks.labels(label, "503").inc()
+        _count(metrics, label, "503")
         log.warning(
             "callback not published",
             room_sid=event["room_sid"],
@@ -167,7 +174,7 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
             room_sid=room_sid,
             event_type=event["type"],
         )
-    metrics.callbacks.labels(label, "204").inc()
+    _count(metrics, label, "204")
     metrics.records.labels(label).inc()
     log.debug("callback published", room_sid=event["room_sid"], event_type=event["type"], event_id=event["event_id"])
     return web.Response(status=204)

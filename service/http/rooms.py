@@ -233,7 +233,13 @@ async def update_room(request: web.Request) -> web.Response:
     if room["status"] != "in-progress":
         raise TwilioError(53118, f"Room {room['sid']} is already {room['status']}", 400)
     event = records.room_ended(
-        settings.twilio_account_sid, room["sid"], room["unique_name"], int(time.time() * 1000), reason="api", params=raw
+        settings.twilio_account_sid,
+        room["sid"],
+        room["unique_name"],
+        int(time.time() * 1000),
+        reason="api",
+        params=raw,
+        provider=room.get("provider") or "twilio",
     )
     await request.app[PUBLISHER].publish(
         settings.events_topic, records.partition_key(event), records.encode(event), cloudevents.event_headers(event)

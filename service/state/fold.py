@@ -3,7 +3,8 @@
 Order-insensitive by construction: every field is merged with min, max, or last-writer-wins under
 one total order, (occurred_at_ms, sequence_number, event_id). So the same set of events, in any
 order and with any duplicates, folds to the same state; replaying the topic equals the live run.
-Twilio's Timestamp orders events, never arrival. Completed and failed are final because they
+The provider's own event time orders events (Twilio's Timestamp, LiveKit's created_at, Zoom's
+event_ts), never arrival. Completed and failed are final because they
 derive from the mere presence of an end (or failure), which no later event can take away.
 What a state means (status, end time...) is in views.py, the room document in render.py.
 """
@@ -85,7 +86,18 @@ def empty(room_sid: str) -> RoomState:
         "recordings": {},
         "last_order": None,
         "last_type": None,
+        "provider": None,
     }
+
+
+def _provider(current: Optional[str], reported: str) -> str:
+    """Merge who reports a room: any provider outranks twilio (an API command about a LiveKit room is
+    still a LiveKit room), then the least name. Commutative, associative and idempotent."""
+    if current is None or current == reported or current == "twilio":
+        return reported
+    if reported == "twilio":
+        return current
+    return current if current <= reported else reported
 
 
 def fold(state: RoomState | None, event: FoldedEvent) -> RoomState:
@@ -111,6 +123,9 @@ def fold(state: RoomState | None, event: FoldedEvent) -> RoomState:
     value = room.get("type")
     if value is not None and value != s["room_type"]:
         s["room_type"] = _min(s["room_type"], value)
+    value = event.get("provider") or "twilio"  # version 1 records are twilio's
+    if value != s.get("provider"):
+        s["provider"] = _provider(s.get("provider"), value)
 
     if kind == "room-created":
         s["created_ms"] = _min(s["created_ms"], ts)

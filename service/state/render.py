@@ -158,6 +158,7 @@ def render(s: RoomState) -> dict[str, Any]:
             "duration": duration,
             # Dashboard fields beyond the Twilio resource.
             "created_via": "api" if s["config"] is not None else "callback",
+            "provider": s.get("provider") or "twilio",
             "end_reason": end_reason(s),
             "failure_reason": s["failed"].value if s["failed"] is not None else None,
             "date_created_ms": created,

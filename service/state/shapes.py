@@ -4,7 +4,7 @@ Plain dicts and tuples at run time (TypedDict, NamedTuple): cheap to copy on the
 equal by value, and nothing but the rendered document (service/state/fold.py render) is serialized.
 """
 
-from typing import Any, Generic, NamedTuple, Optional, TypedDict, TypeVar
+from typing import Any, Generic, NamedTuple, NotRequired, Optional, TypedDict, TypeVar
 
 T = TypeVar("T")
 
@@ -86,3 +86,6 @@ class RoomState(TypedDict):
     recordings: dict[str, RecordingState]
     last_order: Optional[Order]  # the latest event by Twilio time
     last_type: Optional[str]  # ...and its type
+    # Who reports the room (twilio, livekit, zoom): a provider's own webhooks outrank the twilio of
+    # roomevents' API commands about it. Absent from states kept before providers (read as twilio).
+    provider: NotRequired[Optional[str]]

@@ -122,7 +122,8 @@ app.kubernetes.io/instance: {{ .Release.Name }}
     name: {{ include "roomevents.fullname" . }}
 {{- end }}
 
-{{/* The auth token(s) from the Secret; the secondary token is optional. */}}
+{{/* The auth token(s) from the Secret; the secondary token is optional, and so are the LiveKit and
+Zoom credentials (a provider's webhook route exists only when they are set). */}}
 {{- define "roomevents.secretEnv" -}}
 - name: TWILIO_AUTH_TOKEN
   valueFrom:
@@ -135,6 +136,14 @@ app.kubernetes.io/instance: {{ .Release.Name }}
       name: {{ include "roomevents.secretName" . }}
       key: {{ if .Values.twilio.existingSecret }}{{ .Values.twilio.existingSecretAuthTokenSecondaryKey }}{{ else }}TWILIO_AUTH_TOKEN_SECONDARY{{ end }}
       optional: true
+{{- range list "LIVEKIT_API_KEY" "LIVEKIT_API_SECRET" "LIVEKIT_API_KEY_SECONDARY" "LIVEKIT_API_SECRET_SECONDARY" "ZOOM_WEBHOOK_SECRET_TOKEN" "ZOOM_WEBHOOK_SECRET_TOKEN_SECONDARY" }}
+- name: {{ . }}
+  valueFrom:
+    secretKeyRef:
+      name: {{ include "roomevents.secretName" $ }}
+      key: {{ . }}
+      optional: true
+{{- end }}
 {{- end }}
 
 {{/* Checksums that roll the pods when the ConfigMap or chart-managed Secret changes. */}}
