@@ -7,7 +7,6 @@ from types import MappingProxyType
 
 from service.materializer.changelog import SnapshotMarks
 from service.state.book import RoomBook
-from service.state.views import status
 
 
 class OwnedPartitions:
@@ -58,6 +57,6 @@ class OwnedPartitions:
     def status_counts(self) -> dict[str, int]:
         counts = {"in-progress": 0, "completed": 0, "failed": 0}
         for book in self._books.values():
-            for state in book.rooms.values():
-                counts[status(state)] += 1
+            for key, value in book.rooms.status_counts().items():
+                counts[key] += value
         return counts

@@ -17,7 +17,6 @@ from service.kafka.producer import Publisher
 from service.materializer.partitions import OwnedPartitions
 from service.settings import Settings
 from service.state.book import timer_due, timer_event
-from service.state.views import status
 
 log = logs.get(__name__)
 
@@ -54,15 +53,15 @@ class Timers:
         if not ready:
             return
         now_ms = int(self._clock() * 1000)
+        # A room whose room-ended came back through the topic (or that left) is no longer in progress.
+        self._sent.intersection_update(sid for _, book in partitions.items() for sid in book.rooms.live())
         for partition, book in partitions.items():
             # A timer decides from the room's whole history: only where every record is folded.
             high = highwater(TopicPartition(self._settings.events_topic, partition))
             if high is None or partitions.position(partition) < high:
                 continue
-            for sid, state in list(book.rooms.items()):
+            for sid, state in book.rooms.live().items():  # only a room in progress can be due
                 if sid in self._sent:
-                    if status(state) != "in-progress":
-                        self._sent.discard(sid)  # its room-ended came back through the topic
                     continue
                 due = timer_due(state, now_ms)
                 if due is None:

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Mapping
 from service.events import record as records
 from service.state.fold import fold, mark_failed, order_of
 from service.state.retention import Retention, event_time
+from service.state.room_states import RoomStates
 from service.state.shapes import RoomState
 from service.state.views import date_created_ms, participant_edges, status, unique_name
 
@@ -46,7 +47,7 @@ def _received_ms(event: Mapping[str, Any]) -> int | None:
 
 class RoomBook:
     def __init__(self, retain_ms: int | None = None) -> None:
-        self.rooms: dict[str, RoomState] = {}
+        self.rooms = RoomStates()  # ended rooms held compressed
         self.active_names: dict[str, str] = {}
         self.versions: dict[str, int] = {}
         self.retention = Retention(retain_ms) if retain_ms else None
