@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import msgspec
@@ -82,10 +83,15 @@ def parse_timestamp_ms(value: str) -> int:
     return int(round(parsed.timestamp() * 1000))
 
 
+@lru_cache(maxsize=4096)
+def _second_prefix(second: int) -> str:
+    return datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.")
+
+
 def format_ms(ms: int) -> str:
     """Epoch ms -> ISO 8601 UTC with millisecond precision, e.g. 2025-10-27T18:16:01.876Z."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    # The date and time to the second once per second (strftime is most of the cost).
+    return f"{_second_prefix(ms // 1000)}{ms % 1000:03d}Z"
 
 
 def format_twilio_date(ms: int | None) -> str | None:
