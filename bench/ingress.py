@@ -363,6 +363,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="ingress worker counts to measure")
     parser.add_argument("--e2e-rate", type=int, default=2000, help="callbacks/s of the end-to-end run (0: skip)")
     parser.add_argument("--e2e-seconds", type=int, default=10)
+    parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end run")
     args = parser.parse_args()
     ensure_wrk()
     broker = EmbeddedBroker().start()
@@ -417,75 +418,78 @@ def main() -> None:
             return wrk(url, args.connections, args.seconds, script, wrk_env)
 
         results = []
-        bare = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "bare_endpoint.py"), str(bare_port)])
-        procs.append(bare)
-        wait_http(f"http://127.0.0.1:{bare_port}{PATH}")
-        results.append(("bare aiohttp, 1 process: parse form, 204", measure(f"http://127.0.0.1:{bare_port}{PATH}")))
-        stop(bare)
-        peer = subprocess.Popen(
-            [
-                sys.executable,
-                os.path.join(ROOT, "bench", "peer_endpoint.py"),
-                str(peer_port),
-                broker.bootstrap_servers,
-                "bench-events",
-                base_url,
-                TOKEN,
-                str(LINGER_MS),
-            ]
-        )
-        procs.append(peer)
-        wait_http(f"http://127.0.0.1:{peer_port}/")
-        results.append(
-            (
-                "hand-written peer, 1 process: form, HMAC-SHA1, dict, orjson, send_and_wait acks=all",
-                measure(f"http://127.0.0.1:{peer_port}{PATH}"),
+        if not args.e2e_only:
+            bare = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "bare_endpoint.py"), str(bare_port)])
+            procs.append(bare)
+            wait_http(f"http://127.0.0.1:{bare_port}{PATH}")
+            results.append(("bare aiohttp, 1 process: parse form, 204", measure(f"http://127.0.0.1:{bare_port}{PATH}")))
+            stop(bare)
+            peer = subprocess.Popen(
+                [
+                    sys.executable,
+                    os.path.join(ROOT, "bench", "peer_endpoint.py"),
+                    str(peer_port),
+                    broker.bootstrap_servers,
+                    "bench-events",
+                    base_url,
+                    TOKEN,
+                    str(LINGER_MS),
+                ]
             )
-        )
-        stop(peer)
-        log_check = ""
-        for workers in args.workers:
-            log_path = os.path.join(tmp, f"ingress-{workers}.log")
-            with open(log_path, "wb") as log_file:
-                proc = subprocess.Popen(
-                    [sys.executable, "-m", "service.cli", "ingress"],
-                    cwd=ROOT,
-                    env=env | {"ROOMEVENTS_WORKERS": str(workers)},
-                    stderr=log_file,
-                )
-            procs.append(proc)
-            wait_http(f"{base_url}/healthz")
-            result = measure(f"{base_url}{PATH}")
+            procs.append(peer)
+            wait_http(f"http://127.0.0.1:{peer_port}/")
             results.append(
                 (
-                    f"roomevents ingress, {workers} worker(s), request log at INFO + metrics: verify, normalize, publish acks=all",
-                    result,
+                    "hand-written peer, 1 process: form, HMAC-SHA1, dict, orjson, send_and_wait acks=all",
+                    measure(f"http://127.0.0.1:{peer_port}{PATH}"),
                 )
             )
-            if workers == 1:
-                answered = callback_metric(f"{base_url}/metrics")
-                stop(proc)
-                lines = request_log_lines(log_path)
-                log_check = f"request log lines of the 1-worker ingress: {lines:,} for {answered:,} callbacks answered"
-            else:
-                stop(proc)
-            time.sleep(0.5)  # the port is free again
-        bare_rps = results[0][1]["rps"]
-        peer_result = results[1][1]
-        print()
-        print(
-            f"| endpoint ({args.connections} connections, {args.seconds} s; 2 cores shared with wrk and the broker)"
-            " | callbacks/s | p50 ms | p99 ms | non-2xx | ratio to bare | ratio to peer | p99 / peer's |"
-        )
-        print("|---|---:|---:|---:|---:|---:|---:|---:|")
-        for name, r in results:
+            stop(peer)
+            log_check = ""
+            for workers in args.workers:
+                log_path = os.path.join(tmp, f"ingress-{workers}.log")
+                with open(log_path, "wb") as log_file:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "service.cli", "ingress"],
+                        cwd=ROOT,
+                        env=env | {"ROOMEVENTS_WORKERS": str(workers)},
+                        stderr=log_file,
+                    )
+                procs.append(proc)
+                wait_http(f"{base_url}/healthz")
+                result = measure(f"{base_url}{PATH}")
+                results.append(
+                    (
+                        f"roomevents ingress, {workers} worker(s), request log at INFO + metrics: verify, normalize, publish acks=all",
+                        result,
+                    )
+                )
+                if workers == 1:
+                    answered = callback_metric(f"{base_url}/metrics")
+                    stop(proc)
+                    lines = request_log_lines(log_path)
+                    log_check = (
+                        f"request log lines of the 1-worker ingress: {lines:,} for {answered:,} callbacks answered"
+                    )
+                else:
+                    stop(proc)
+                time.sleep(0.5)  # the port is free again
+            bare_rps = results[0][1]["rps"]
+            peer_result = results[1][1]
+            print()
             print(
-                f"| {name} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | "
-                f"{r['non2xx'] + r['socket_errors']} | {r['rps'] / bare_rps:.2f} | "
-                f"{r['rps'] / peer_result['rps']:.2f} | {r['p99_us'] / peer_result['p99_us']:.2f} |"
+                f"| endpoint ({args.connections} connections, {args.seconds} s; 2 cores shared with wrk and the broker)"
+                " | callbacks/s | p50 ms | p99 ms | non-2xx | ratio to bare | ratio to peer | p99 / peer's |"
             )
-        print(f"\n{log_check}")
-        print("targets: ingress (1 worker) >= 0.80 of the peer's callbacks/s, p99 <= 1.5 x the peer's")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|")
+            for name, r in results:
+                print(
+                    f"| {name} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | "
+                    f"{r['non2xx'] + r['socket_errors']} | {r['rps'] / bare_rps:.2f} | "
+                    f"{r['rps'] / peer_result['rps']:.2f} | {r['p99_us'] / peer_result['p99_us']:.2f} |"
+                )
+            print(f"\n{log_check}")
+            print("targets: ingress (1 worker) >= 0.80 of the peer's callbacks/s, p99 <= 1.5 x the peer's")
 
         if args.e2e_rate:
             e2e_port = free_port()

@@ -126,21 +126,8 @@ class Service(Protocol):
     async def stop(self) -> None: ...
 
 
-def settle_gc() -> None:
-    """Once started: what start-up allocated (modules, the app, the state view) moves out of the
-    collector's sight (gc.freeze), and young collections run every 20,000 allocations rather than 700.
-    A request allocates a few hundred short-lived objects: at the default threshold the collector
-    ran every few requests and, now and then, a full collection over every object paused the
-    process for tens of milliseconds (the p99)."""
-    import gc
-
-    gc.collect()
-    gc.freeze()
-    gc.set_threshold(20_000, 20, 20)
-
-
 async def _run_until_stopped(*services: Service) -> None:
-    from service.runtime import install_signal_handlers
+    from service.runtime import install_signal_handlers, settle_gc
 
     stop = asyncio.Event()
     install_signal_handlers(stop)

@@ -96,6 +96,14 @@ class _BatchedBytesLogger:
 
 
 _writer: LineWriter | None = None
+_threshold = logging.INFO
+
+
+def enabled_for(level: int) -> bool:
+    """Whether lines at `level` are written (to skip building what would be dropped)."""
+    return level >= _threshold
+
+
 _json_requests = False  # request_line renders its own JSON (json format, INFO enabled)
 _requests_enabled = True
 
@@ -109,7 +117,7 @@ atexit.register(flush)
 
 
 def setup(level: str = "INFO", fmt: str = "json") -> None:
-    global _writer, _json_requests, _requests_enabled
+    global _writer, _json_requests, _requests_enabled, _threshold
     shared = [
         structlog.contextvars.merge_contextvars,
         _add_request_id,
@@ -131,7 +139,7 @@ def setup(level: str = "INFO", fmt: str = "json") -> None:
         def factory(*_args: Any) -> _BatchedBytesLogger:
             return _BatchedBytesLogger(writer)
 
-    threshold = getattr(logging, level)
+    _threshold = threshold = getattr(logging, level)
     structlog.configure(
         processors=[*shared, structlog.processors.format_exc_info, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(threshold),
