@@ -302,8 +302,9 @@ def percentile(values: list[float], p: float) -> float:
     return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
 
 
-def end_to_end(base_url: str, port: int, rate: int, seconds: int, tmp: str) -> dict:
-    requests = e2e_requests(base_url, rate, seconds, rooms=1000)
+def end_to_end(base_url: str, port: int, rate: int, seconds: int, tmp: str, warmup: int = 3) -> dict:
+    """The first `warmup` seconds (every room's creation, the processes' warm-up) are not counted."""
+    requests = e2e_requests(base_url, rate, seconds + warmup, rooms=1000)
     ctx = multiprocessing.get_context("fork")
     ready, done = ctx.Event(), ctx.Event()
     out_path = os.path.join(tmp, "sse.json")
@@ -324,6 +325,7 @@ def end_to_end(base_url: str, port: int, rate: int, seconds: int, tmp: str) -> d
         if seq is not None and (not marks or seq > marks[-1][0]):
             marks.append((seq, t))
     latencies, answered, missing, early, ok = [], [], 0, 0, 0
+    results = [r for r in results if r[0] >= rate * warmup]
     for n, status, sent, answer in results:
         answered.append((answer - sent) * 1000)
         if not 200 <= status < 300:
@@ -338,6 +340,13 @@ def end_to_end(base_url: str, port: int, rate: int, seconds: int, tmp: str) -> d
             early += 1
         latencies.append(max(0.0, shown - answer) * 1000)
     elapsed = max(r[3] for r in results) - min(r[2] for r in results)
+    if os.environ.get("BENCH_E2E_TIMELINE"):
+        t0 = min(r[2] for r in results)
+        buckets: dict[int, list[float]] = {}
+        for (_n, _status, _sent, answer), lat in zip([r for r in results if 200 <= r[1] < 300], latencies):
+            buckets.setdefault(int(answer - t0), []).append(lat)
+        for second, values in sorted(buckets.items()):
+            print(f"  second {second}: p50 {percentile(values, 50):.1f} ms, max {max(values):.1f} ms, n {len(values)}")
     return {
         "sent": len(results),
         "ok": ok,
