@@ -340,13 +340,6 @@ def end_to_end(base_url: str, port: int, rate: int, seconds: int, tmp: str, warm
             early += 1
         latencies.append(max(0.0, shown - answer) * 1000)
     elapsed = max(r[3] for r in results) - min(r[2] for r in results)
-    if os.environ.get("BENCH_E2E_TIMELINE"):
-        t0 = min(r[2] for r in results)
-        buckets: dict[int, list[float]] = {}
-        for (_n, _status, _sent, answer), lat in zip([r for r in results if 200 <= r[1] < 300], latencies):
-            buckets.setdefault(int(answer - t0), []).append(lat)
-        for second, values in sorted(buckets.items()):
-            print(f"  second {second}: p50 {percentile(values, 50):.1f} ms, max {max(values):.1f} ms, n {len(values)}")
     return {
         "sent": len(results),
         "ok": ok,
