@@ -1,22 +1,38 @@
-"""Ingress benchmark: signed status callbacks driven by wrk at the running ingress (verify,
-normalize, publish with acks=all to the embedded broker), and in the same run at a bare aiohttp
-endpoint that only parses the form and answers 204. Prints callbacks/s, p50 and p99 for both and
-the ratio. Run: .venv/bin/python bench/ingress.py [--connections 64 --seconds 10]
+"""Ingress benchmark, in one run, side by side against one embedded broker:
+
+1. throughput (wrk, the same distinct, validly signed callbacks and settings for every endpoint):
+   a bare aiohttp endpoint (parse the form, 204), the hand-written peer (bench/peer_endpoint.py:
+   form, HMAC-SHA1 check, a dict, orjson, send_and_wait acks=all, no logs, no metrics), and the
+   roomevents ingress with 1 and 2 workers, its request log line at INFO (JSON, to a file) and its
+   metrics on. Prints callbacks/s, p50 and p99, the ratios to bare and to the peer, and checks
+   that every answered callback has its request log line.
+2. end-to-end latency: a steady stream of callbacks (default 2,000/s) at one ingress worker with the
+   materializer running; from each callback's 2xx to the SSE stream's first room document that
+   reflects it (p50/p99).
+
+Speed targets are printed as ratios, never asserted.
+Run: .venv/bin/python bench/ingress.py [--connections 64 --seconds 8 --e2e-rate 2000 --e2e-seconds 10]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import json
+import multiprocessing
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from urllib.parse import urlencode
+
+import orjson
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -30,6 +46,7 @@ from service.settings import Settings  # noqa: E402
 ACCOUNT = "AC" + "c3" * 16
 TOKEN = "bench-token"
 PATH = "/v1/Callbacks/Rooms"
+LINGER_MS = 2  # ROOMEVENTS_LINGER_MS's default; the peer uses the same
 
 WRK_SCRIPT = r"""
 local requests = dofile(os.getenv("BENCH_REQUESTS"))
@@ -53,42 +70,65 @@ def lua_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+def participant_params(n: int) -> dict[str, str]:
+    room = n % 500
+    return {
+        "AccountSid": ACCOUNT,
+        "RoomSid": f"RM{room:032x}",
+        "RoomName": f"bench-{room}",
+        "RoomStatus": "in-progress",
+        "RoomType": "group",
+        "StatusCallbackEvent": "participant-connected",
+        "Timestamp": format_ms(1_900_000_000_000 + n),
+        "SequenceNumber": str(n),
+        "ParticipantSid": f"PA{n:032x}",
+        "ParticipantIdentity": f"user-{n}",
+        "ParticipantStatus": "connected",
+    }
+
+
+def signed(base_url: str, params: dict[str, str]) -> tuple[str, str]:
+    return urlencode(params), compute_signature(base_url + PATH, {k: [v] for k, v in params.items()}, TOKEN)
+
+
 def write_requests(path: str, base_url: str, count: int) -> None:
     """Distinct, validly signed participant callbacks (as Twilio sends them) in a Lua table."""
     lines = ["return {"]
     for n in range(count):
-        room = n % 500
-        params = {
-            "AccountSid": ACCOUNT,
-            "RoomSid": f"RM{room:032x}",
-            "RoomName": f"bench-{room}",
-            "RoomStatus": "in-progress",
-            "RoomType": "group",
-            "StatusCallbackEvent": "participant-connected",
-            "Timestamp": format_ms(1_900_000_000_000 + n),
-            "SequenceNumber": str(n),
-            "ParticipantSid": f"PA{n:032x}",
-            "ParticipantIdentity": f"user-{n}",
-            "ParticipantStatus": "connected",
-        }
-        body = urlencode(params)
-        signature = compute_signature(base_url + PATH, {k: [v] for k, v in params.items()}, TOKEN)
+        body, signature = signed(base_url, participant_params(n))
         lines.append(f"{{{lua_string(PATH)}, {lua_string(body)}, {lua_string(signature)}}},")
     lines.append("}")
     with open(path, "w") as f:
         f.write("\n".join(lines))
 
 
-def wait_http(url: str, timeout: float = 30) -> None:
+def wait_http(url: str, timeout: float = 60) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
             with urllib.request.urlopen(url, timeout=1) as r:
                 if r.status < 500:
                     return
+        except urllib.error.HTTPError as exc:
+            if exc.code < 500:
+                return
+            time.sleep(0.1)
         except Exception:
             time.sleep(0.1)
     raise RuntimeError(f"{url} did not come up")
+
+
+def wait_ready(url: str, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=1) as r:
+                if r.status == 200:
+                    return
+        except Exception:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not become ready")
 
 
 def wrk(url: str, connections: int, seconds: int, script: str, env: dict) -> dict:
@@ -112,41 +152,262 @@ def ensure_wrk() -> None:
     subprocess.run(["apt-get", "install", "-y", "-qq", "wrk"], check=True, stdout=subprocess.DEVNULL)
 
 
+def stop(proc: subprocess.Popen) -> None:
+    proc.terminate()
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def callback_metric(metrics_url: str) -> int:
+    """Callbacks answered, by the ingress's own counter (roomevents_http_requests_total)."""
+    with urllib.request.urlopen(metrics_url, timeout=5) as r:
+        text = r.read().decode()
+    return int(
+        sum(
+            float(m.group(1))
+            for m in re.finditer(r'roomevents_http_requests_total\{[^}]*route="' + PATH + r'"[^}]*\} (\S+)', text)
+        )
+    )
+
+
+def request_log_lines(path: str) -> int:
+    count = 0
+    with open(path, "rb") as f:
+        for line in f:
+            if b'"event":"request"' in line and PATH.encode() in line:
+                count += 1
+    return count
+
+
+# ---------------------------------------------------------------- end-to-end latency
+
+
+def e2e_requests(base_url: str, rate: int, seconds: int, rooms: int) -> list[tuple[str, int, bytes]]:
+    """(room SID, sequence, HTTP request bytes): per room a room-created, then track toggles of one
+    participant, each with a greater Timestamp and SequenceNumber (what the document's last_event shows)."""
+    out = []
+    for n in range(rate * seconds):
+        room, seq = n % rooms, n // rooms
+        sid = f"RM{0xE2E0000 + room:032x}"
+        params = {
+            "AccountSid": ACCOUNT,
+            "RoomSid": sid,
+            "RoomName": f"e2e-{room}",
+            "RoomStatus": "in-progress",
+            "RoomType": "group",
+            "StatusCallbackEvent": "room-created" if seq == 0 else ("track-enabled", "track-disabled")[seq % 2],
+            "Timestamp": format_ms(1_900_000_000_000 + seq * 1000 + room),
+            "SequenceNumber": str(seq),
+        }
+        if seq:
+            params |= {
+                "ParticipantSid": f"PA{room:032x}",
+                "ParticipantIdentity": f"user-{room}",
+                "ParticipantStatus": "connected",
+                "TrackSid": f"MT{room:032x}",
+                "TrackKind": "audio",
+            }
+        body, signature = signed(base_url, params)
+        host = base_url.split("://")[1]
+        head = (
+            f"POST {PATH} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"X-Twilio-Signature: {signature}\r\nContent-Length: {len(body)}\r\n\r\n"
+        )
+        out.append((sid, seq, (head + body).encode()))
+    return out
+
+
+async def _drive(port: int, requests: list[tuple[str, int, bytes]], rate: int, connections: int) -> list:
+    """Open-loop load at `rate`/s over keep-alive connections; returns (index, status, t_sent, t_answer)."""
+    queue: asyncio.Queue = asyncio.Queue()
+    results: list = []
+
+    async def connection() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        while True:
+            n = await queue.get()
+            if n is None:
+                break
+            sent = time.monotonic()
+            writer.write(requests[n][2])
+            head = await reader.readuntil(b"\r\n\r\n")
+            answered = time.monotonic()
+            status = int(head[9:12])
+            length = re.search(rb"(?i)\r\ncontent-length: *(\d+)", head)
+            if length and int(length.group(1)):
+                await reader.readexactly(int(length.group(1)))
+            results.append((n, status, sent, answered))
+        writer.close()
+
+    workers = [asyncio.create_task(connection()) for _ in range(connections)]
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    n = 0
+    while n < len(requests):
+        due = int((time.monotonic() - started) * rate) + 1
+        while n < min(due, len(requests)):
+            queue.put_nowait(n)
+            n += 1
+        await asyncio.sleep(0.001)
+    for _ in workers:
+        queue.put_nowait(None)
+    await asyncio.gather(*workers)
+    return results
+
+
+def _sse_reader(url: str, ready, done, out_path: str) -> None:
+    """Child process: follow the SSE stream; record (room SID, last_event.sequence_number, t) per document."""
+
+    async def run() -> None:
+        seen: list = []
+        host, port = url.split("://")[1].split("/")[0].split(":")
+        reader, writer = await asyncio.open_connection(host, int(port))
+        auth = base64.b64encode(f"{ACCOUNT}:{TOKEN}".encode()).decode()
+        writer.write(
+            f"GET /v1/Streams/Rooms HTTP/1.1\r\nHost: {host}:{port}\r\nAuthorization: Basic {auth}\r\n\r\n".encode()
+        )
+        await reader.readuntil(b"\r\n\r\n")
+        loop = asyncio.get_running_loop()
+        stopped = loop.run_in_executor(None, done.wait)
+        while not stopped.done():
+            try:
+                line = await asyncio.wait_for(reader.readline(), 0.5)
+            except TimeoutError:
+                continue
+            t = time.monotonic()
+            # chunked encoding: chunk-size lines and blank lines are skipped; data lines are whole
+            i = line.find(b"data: {")
+            if i < 0:
+                if b"snapshot-complete" in line:
+                    ready.set()
+                continue
+            doc = orjson.loads(line[i + 6 :])
+            last = doc.get("last_event")
+            if last and doc.get("sid"):
+                seen.append((doc["sid"], last.get("sequence_number"), t))
+        writer.close()
+        with open(out_path, "wb") as f:
+            f.write(orjson.dumps(seen))
+
+    asyncio.run(run())
+
+
+def percentile(values: list[float], p: float) -> float:
+    if not values:
+        return float("nan")
+    values = sorted(values)
+    return values[min(len(values) - 1, int(round(p / 100 * (len(values) - 1))))]
+
+
+def end_to_end(base_url: str, port: int, rate: int, seconds: int, tmp: str, warmup: int = 3) -> dict:
+    """The first `warmup` seconds (every room's creation, the processes' warm-up) are not counted."""
+    requests = e2e_requests(base_url, rate, seconds + warmup, rooms=1000)
+    ctx = multiprocessing.get_context("fork")
+    ready, done = ctx.Event(), ctx.Event()
+    out_path = os.path.join(tmp, "sse.json")
+    reader = ctx.Process(target=_sse_reader, args=(base_url, ready, done, out_path))
+    reader.start()
+    if not ready.wait(30):
+        raise RuntimeError("SSE stream did not start")
+    results = asyncio.run(_drive(port, requests, rate, 32))
+    time.sleep(2)  # the last changes reach the stream
+    done.set()
+    reader.join(30)
+    with open(out_path, "rb") as f:
+        seen = orjson.loads(f.read())
+    # per room: (sequence, first time a document showed it or a later one), sequences increasing
+    first_seen: dict[str, list[tuple[int, float]]] = {}
+    for sid, seq, t in seen:
+        marks = first_seen.setdefault(sid, [])
+        if seq is not None and (not marks or seq > marks[-1][0]):
+            marks.append((seq, t))
+    latencies, answered, missing, early, ok = [], [], 0, 0, 0
+    results = [r for r in results if r[0] >= rate * warmup]
+    for n, status, sent, answer in results:
+        answered.append((answer - sent) * 1000)
+        if not 200 <= status < 300:
+            continue
+        ok += 1
+        sid, seq, _ = requests[n]
+        shown = next((t for s, t in first_seen.get(sid, ()) if s >= seq), None)
+        if shown is None:
+            missing += 1
+            continue
+        if shown < answer:
+            early += 1
+        latencies.append(max(0.0, shown - answer) * 1000)
+    elapsed = max(r[3] for r in results) - min(r[2] for r in results)
+    return {
+        "sent": len(results),
+        "ok": ok,
+        "rate": len(results) / elapsed,
+        "answer_p50": percentile(answered, 50),
+        "answer_p99": percentile(answered, 99),
+        "p50": percentile(latencies, 50),
+        "p99": percentile(latencies, 99),
+        "max": max(latencies, default=float("nan")),
+        "missing": missing,
+        "early": early,
+    }
+
+
+# ---------------------------------------------------------------- main
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--seconds", type=int, default=10)
+    parser.add_argument("--seconds", type=int, default=8)
     parser.add_argument("--requests", type=int, default=20000)
-    parser.add_argument("--workers", type=int, nargs="+", default=[1, 2], help="ingress worker counts to measure")
+    parser.add_argument("--workers", type=int, nargs="*", default=[1, 2], help="ingress worker counts to measure")
+    parser.add_argument("--e2e-rate", type=int, default=2000, help="callbacks/s of the end-to-end run (0: skip)")
+    parser.add_argument("--e2e-seconds", type=int, default=10)
+    parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end run")
     args = parser.parse_args()
     ensure_wrk()
     broker = EmbeddedBroker().start()
     procs: list[subprocess.Popen] = []
     tmp = tempfile.mkdtemp(prefix="roomevents-bench-")
     try:
-        ingress_port, bare_port = free_port(), free_port()
+        ingress_port, bare_port, peer_port = free_port(), free_port(), free_port()
         base_url = f"http://127.0.0.1:{ingress_port}"
-        settings = Settings(
-            kafka_bootstrap_servers=broker.bootstrap_servers,
-            twilio_account_sid=ACCOUNT,
-            twilio_auth_token=TOKEN,
-            events_topic="bench-events",
-            state_topic="bench-state",
-            dead_letter_topic="bench-dlq",
-        )
-        asyncio.run(ensure_topics(settings))
-        env = os.environ | {
-            "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-            "TWILIO_ACCOUNT_SID": ACCOUNT,
-            "TWILIO_AUTH_TOKEN": TOKEN,
-            "ROOMEVENTS_HOST": "127.0.0.1",
-            "ROOMEVENTS_PORT": str(ingress_port),
-            "ROOMEVENTS_PUBLIC_URL": base_url,
+        topics = {
             "ROOMEVENTS_EVENTS_TOPIC": "bench-events",
             "ROOMEVENTS_STATE_TOPIC": "bench-state",
+            "ROOMEVENTS_CHANGELOG_TOPIC": "bench-changelog",
             "ROOMEVENTS_DEAD_LETTER_TOPIC": "bench-dlq",
-            "ROOMEVENTS_LOG_LEVEL": "WARNING",
         }
+        e2e_topics = {k: v.replace("bench-", "bench-e2e-") for k, v in topics.items()}
+        for names in (topics, e2e_topics):
+            settings = Settings(
+                kafka_bootstrap_servers=broker.bootstrap_servers,
+                twilio_account_sid=ACCOUNT,
+                twilio_auth_token=TOKEN,
+                events_topic=names["ROOMEVENTS_EVENTS_TOPIC"],
+                state_topic=names["ROOMEVENTS_STATE_TOPIC"],
+                changelog_topic=names["ROOMEVENTS_CHANGELOG_TOPIC"],
+                dead_letter_topic=names["ROOMEVENTS_DEAD_LETTER_TOPIC"],
+            )
+            asyncio.run(ensure_topics(settings))
+        env = (
+            os.environ
+            | {
+                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
+                "TWILIO_ACCOUNT_SID": ACCOUNT,
+                "TWILIO_AUTH_TOKEN": TOKEN,
+                "ROOMEVENTS_HOST": "127.0.0.1",
+                "ROOMEVENTS_PORT": str(ingress_port),
+                "ROOMEVENTS_PUBLIC_URL": base_url,
+                # The request log line of every callback, as in production: INFO, JSON lines.
+                "ROOMEVENTS_LOG_LEVEL": "INFO",
+                "ROOMEVENTS_LOG_FORMAT": "json",
+                "ROOMEVENTS_LINGER_MS": str(LINGER_MS),
+            }
+            | topics
+        )
         requests_path = os.path.join(tmp, "requests.lua")
         write_requests(requests_path, base_url, args.requests)
         script = os.path.join(tmp, "wrk.lua")
@@ -158,45 +419,125 @@ def main() -> None:
             wrk(url, args.connections, 2, script, wrk_env)  # warm-up
             return wrk(url, args.connections, args.seconds, script, wrk_env)
 
-        bare_proc = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "bare_endpoint.py"), str(bare_port)])
-        procs.append(bare_proc)
-        wait_http(f"http://127.0.0.1:{bare_port}{PATH}")
-        results = [("bare aiohttp, 1 process: parse form, 204", measure(f"http://127.0.0.1:{bare_port}{PATH}"))]
-        bare_proc.terminate()
-        bare_proc.wait()
-        for workers in args.workers:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "service.cli", "ingress"],
-                cwd=ROOT,
-                env=env | {"ROOMEVENTS_WORKERS": str(workers)},
+        results = []
+        if not args.e2e_only:
+            bare = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "bare_endpoint.py"), str(bare_port)])
+            procs.append(bare)
+            wait_http(f"http://127.0.0.1:{bare_port}{PATH}")
+            results.append(("bare aiohttp, 1 process: parse form, 204", measure(f"http://127.0.0.1:{bare_port}{PATH}")))
+            stop(bare)
+            peer = subprocess.Popen(
+                [
+                    sys.executable,
+                    os.path.join(ROOT, "bench", "peer_endpoint.py"),
+                    str(peer_port),
+                    broker.bootstrap_servers,
+                    "bench-events",
+                    base_url,
+                    TOKEN,
+                    str(LINGER_MS),
+                ]
             )
-            procs.append(proc)
-            wait_http(f"{base_url}/healthz")
+            procs.append(peer)
+            wait_http(f"http://127.0.0.1:{peer_port}/")
             results.append(
                 (
-                    f"roomevents ingress, {workers} worker(s): verify, normalize, publish acks=all",
-                    measure(f"{base_url}{PATH}"),
+                    "hand-written peer, 1 process: form, HMAC-SHA1, dict, orjson, send_and_wait acks=all",
+                    measure(f"http://127.0.0.1:{peer_port}{PATH}"),
                 )
             )
-            proc.terminate()
-            proc.wait(30)
-            time.sleep(0.5)  # the port is free again
-        bare = results[0][1]
-        print()
-        print(
-            f"| endpoint ({args.connections} connections, {args.seconds}s, 2 cores shared with wrk and the broker)"
-            " | callbacks/s | p50 ms | p99 ms | non-2xx | ratio to bare |"
-        )
-        print("|---|---:|---:|---:|---:|---:|")
-        for name, r in results:
+            stop(peer)
+            log_check = ""
+            for workers in args.workers:
+                log_path = os.path.join(tmp, f"ingress-{workers}.log")
+                with open(log_path, "wb") as log_file:
+                    proc = subprocess.Popen(
+                        [sys.executable, "-m", "service.cli", "ingress"],
+                        cwd=ROOT,
+                        env=env | {"ROOMEVENTS_WORKERS": str(workers)},
+                        stderr=log_file,
+                    )
+                procs.append(proc)
+                wait_http(f"{base_url}/healthz")
+                result = measure(f"{base_url}{PATH}")
+                results.append(
+                    (
+                        f"roomevents ingress, {workers} worker(s), request log at INFO + metrics: verify, normalize, publish acks=all",
+                        result,
+                    )
+                )
+                if workers == 1:
+                    answered = callback_metric(f"{base_url}/metrics")
+                    stop(proc)
+                    lines = request_log_lines(log_path)
+                    log_check = (
+                        f"request log lines of the 1-worker ingress: {lines:,} for {answered:,} callbacks answered"
+                    )
+                else:
+                    stop(proc)
+                time.sleep(0.5)  # the port is free again
+            bare_rps = results[0][1]["rps"]
+            peer_result = results[1][1]
+            print()
             print(
-                f"| {name} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | "
-                f"{r['non2xx'] + r['socket_errors']} | {r['rps'] / bare['rps']:.2f} |"
+                f"| endpoint ({args.connections} connections, {args.seconds} s; 2 cores shared with wrk and the broker)"
+                " | callbacks/s | p50 ms | p99 ms | non-2xx | ratio to bare | ratio to peer | p99 / peer's |"
             )
-        print("\ntargets: ingress >= 0.80 of bare, ingress p99 < 15 ms at 64 connections")
+            print("|---|---:|---:|---:|---:|---:|---:|---:|")
+            for name, r in results:
+                print(
+                    f"| {name} | {r['rps']:,.0f} | {r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | "
+                    f"{r['non2xx'] + r['socket_errors']} | {r['rps'] / bare_rps:.2f} | "
+                    f"{r['rps'] / peer_result['rps']:.2f} | {r['p99_us'] / peer_result['p99_us']:.2f} |"
+                )
+            print(f"\n{log_check}")
+            print("targets: ingress (1 worker) >= 0.80 of the peer's callbacks/s, p99 <= 1.5 x the peer's")
+
+        if args.e2e_rate:
+            e2e_port = free_port()
+            e2e_url = f"http://127.0.0.1:{e2e_port}"
+            e2e_env = env | e2e_topics | {"ROOMEVENTS_PORT": str(e2e_port), "ROOMEVENTS_PUBLIC_URL": e2e_url}
+            metrics_port = free_port()
+            materializer = subprocess.Popen(
+                [sys.executable, "-m", "service.cli", "materializer"],
+                cwd=ROOT,
+                env=e2e_env
+                | {
+                    "ROOMEVENTS_METRICS_PORT": str(metrics_port),
+                    "ROOMEVENTS_CONSUMER_GROUP": "bench-e2e",
+                    "ROOMEVENTS_LOG_LEVEL": "WARNING",
+                },
+            )
+            procs.append(materializer)
+            with open(os.path.join(tmp, "e2e-ingress.log"), "wb") as log_file:
+                ingress = subprocess.Popen(
+                    [sys.executable, "-m", "service.cli", "ingress"], cwd=ROOT, env=e2e_env, stderr=log_file
+                )
+            procs.append(ingress)
+            wait_ready(f"http://127.0.0.1:{metrics_port}/readyz")
+            wait_ready(f"{e2e_url}/readyz")
+            e2e = end_to_end(e2e_url, e2e_port, args.e2e_rate, args.e2e_seconds, tmp)
+            stop(ingress)
+            stop(materializer)
+            print()
+            print(
+                f"| end to end, {args.e2e_rate:,} callbacks/s for {args.e2e_seconds} s (1 ingress worker, materializer)"
+                " | callbacks | achieved/s | 2xx p50 ms | 2xx p99 ms | 2xx -> SSE p50 ms | 2xx -> SSE p99 ms | max ms |"
+            )
+            print("|---|---:|---:|---:|---:|---:|---:|---:|")
+            print(
+                f"| callback's 2xx to its change on GET /v1/Streams/Rooms | {e2e['ok']:,} of {e2e['sent']:,} 2xx"
+                f" | {e2e['rate']:,.0f} | {e2e['answer_p50']:.2f} | {e2e['answer_p99']:.2f} | {e2e['p50']:.1f}"
+                f" | {e2e['p99']:.1f} | {e2e['max']:.1f} |"
+            )
+            print(
+                f"\nnot seen on the stream: {e2e['missing']}; seen before their 2xx arrived (counted as 0): {e2e['early']}"
+            )
+            print("target: 2xx -> SSE p99 <= 50 ms")
     finally:
         for p in procs:
-            p.terminate()
+            if p.poll() is None:
+                p.terminate()
         for p in procs:
             try:
                 p.wait(10)

@@ -127,7 +127,7 @@ class Service(Protocol):
 
 
 async def _run_until_stopped(*services: Service) -> None:
-    from service.runtime import install_signal_handlers
+    from service.runtime import install_signal_handlers, settle_gc
 
     stop = asyncio.Event()
     install_signal_handlers(stop)
@@ -136,6 +136,7 @@ async def _run_until_stopped(*services: Service) -> None:
         for service in services:
             await service.start()
             started.append(service)
+        settle_gc()
         await stop.wait()
     finally:
         for service in reversed(started):
@@ -172,6 +173,7 @@ def _fork_ingress_workers(cfg: Settings) -> int:
             except BaseException:
                 logs.get("roomevents").exception("ingress worker failed")
                 code = 1
+            logs.flush()
             os._exit(code)
         children.append(pid)
 

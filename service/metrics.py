@@ -2,9 +2,41 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter as _Counter, Gauge, Histogram as _Histogram, generate_latest
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+
+
+class _CachedLabels:
+    """labels() by positional values from a dict of the children already made: prometheus_client
+    builds and checks the label tuple under a lock on every call, on the request path."""
+
+    def labels(self, *values: str, **by_name: str) -> Any:
+        if by_name or not values:
+            return super().labels(*values, **by_name)  # type: ignore[misc]
+        cache = self.__dict__.setdefault("_children_by_values", {})
+        child = cache.get(values)
+        if child is None:
+            child = cache[values] = super().labels(*values)  # type: ignore[misc]
+        return child
+
+    def remove(self, *values: str) -> None:
+        self.__dict__.pop("_children_by_values", None)
+        super().remove(*values)  # type: ignore[misc]
+
+    def clear(self) -> None:
+        self.__dict__.pop("_children_by_values", None)
+        super().clear()  # type: ignore[misc]
+
+
+class Counter(_CachedLabels, _Counter):
+    pass
+
+
+class Histogram(_CachedLabels, _Histogram):
+    pass
 
 
 class Metrics:

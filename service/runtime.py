@@ -7,6 +7,7 @@ within the grace period, the producer flushes, offsets are committed, and the pr
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from typing import Callable
@@ -27,6 +28,21 @@ from service.metrics import Metrics
 from service.settings import Settings, SettingsError
 
 log = logs.get("roomevents")
+
+
+GC_THRESHOLDS = (50_000, 20, 20)
+
+
+def settle_gc() -> None:
+    """Once a process has started: what start-up allocated (modules, the app, the state view) moves
+    out of the collector's sight (gc.freeze), and young collections run every 50,000 allocations
+    rather than 700. A callback allocates a few hundred short-lived objects, a batch of the
+    materializer millions: at the default thresholds the collector ran every few requests and, now
+    and then, a full collection over every object paused the process for tens of milliseconds (an
+    ingress's p99), or took a fifth of the materializer's time."""
+    gc.collect()
+    gc.freeze()
+    gc.set_threshold(*GC_THRESHOLDS)
 
 
 def install_signal_handlers(stop: asyncio.Event) -> None:

@@ -580,6 +580,8 @@ async def test_auth_is_required_everywhere(system, monkeypatch):
             return lambda *args, **kwargs: logged.append((level, args, kwargs))
 
     monkeypatch.setattr(app_module, "log", Recorder())
+    # The request log line has its own fast path (service/logs.py request_line).
+    monkeypatch.setattr(app_module.logs, "request_line", lambda *args, **kwargs: logged.append(("info", args, kwargs)))
     secret_headers = [
         {},
         basic_auth(token="wrong-token"),

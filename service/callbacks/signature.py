@@ -122,13 +122,15 @@ def _params_suffix(params: Params | None) -> str:
     parts: list[str] = []
     append = parts.append
     getall = getattr(params, "getall", None)  # multidict.MultiDict (aiohttp) support
-    for name in sorted(set(params)):
+    for name in sorted(params) if type(params) is dict else sorted(set(params)):
         values = getall(name) if getall is not None else params[name]
         if isinstance(values, str):
             append(name + values)
-            continue
-        for value in sorted(set(values)):
-            append(name + value)
+        elif len(values) == 1:  # nearly every parameter of a callback
+            append(name + values[0])
+        else:
+            for value in sorted(set(values)):
+                append(name + value)
     return "".join(parts)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import math
 from datetime import datetime, timezone
+from functools import lru_cache
 from typing import Any, Mapping, Sequence
 
 import msgspec
@@ -105,11 +106,17 @@ _MIN_MS = int(datetime(1, 1, 1, tzinfo=timezone.utc).timestamp() * 1000)
 _MAX_MS = int(datetime(9999, 12, 31, 23, 59, 59, 999000, tzinfo=timezone.utc).timestamp() * 1000)
 
 
+@lru_cache(maxsize=4096)
+def _second_prefix(second: int) -> str:
+    dt = datetime.fromtimestamp(second, tz=timezone.utc)
+    # The year zero-padded by hand: strftime's %Y gives "1", not "0001", before the year 1000.
+    return f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%S.")
+
+
 def format_ms(ms: int) -> str:
     """Epoch ms -> ISO 8601 UTC with millisecond precision, e.g. 2025-10-27T18:16:01.876Z."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
-    # The year zero-padded by hand: strftime's %Y gives "1", not "0001", before the year 1000.
-    return f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+    # The date and time to the second once per second (strftime is most of the cost).
+    return f"{_second_prefix(ms // 1000)}{ms % 1000:03d}Z"
 
 
 def format_twilio_date(ms: int | None) -> str | None:

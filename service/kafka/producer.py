@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import time
 from typing import Sequence
 
@@ -25,6 +26,60 @@ def _consume_outcome(future: asyncio.Future) -> None:
     does not log "Future exception was never retrieved"; the failure was already reported as a 503."""
     if not future.cancelled():
         future.exception()
+
+
+class _Deadlines:
+    """The deadline of every publish in flight, on one timer (asyncio.timeout would arm and cancel a
+    timer per publish). A publish past its deadline has its task cancelled, as asyncio.timeout does,
+    and `expired` tells that cancellation from any other. Every publish has the same timeout, so the
+    publishes in flight are in deadline order: the timer only ever waits for the oldest."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self._pending: dict[int, tuple[float, asyncio.Task]] = {}  # in deadline order
+        self._expired: set[int] = set()
+        self._keys = itertools.count()
+        self._timer: asyncio.TimerHandle | None = None
+
+    def enter(self) -> int:
+        key = next(self._keys)
+        loop = asyncio.get_running_loop()
+        task = asyncio.current_task(loop)
+        assert task is not None, "publish from a task"
+        deadline = loop.time() + self.timeout
+        self._pending[key] = (deadline, task)
+        if self._timer is None:
+            self._timer = loop.call_at(deadline, self._fire)
+        return key
+
+    def leave(self, key: int) -> None:
+        self._pending.pop(key, None)
+
+    def expired(self, key: int) -> bool:
+        """Whether the deadline cancelled this publish (then the cancellation is taken back)."""
+        if key not in self._expired:
+            return False
+        self._expired.discard(key)
+        task = asyncio.current_task()
+        if task is not None:
+            task.uncancel()
+        return True
+
+    def _fire(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        due = []
+        for key, (deadline, _task) in self._pending.items():
+            if deadline > now:
+                self._timer = loop.call_at(deadline, self._fire)
+                break
+            due.append(key)
+        for key in due:
+            _deadline, task = self._pending.pop(key)
+            if not task.done():
+                self._expired.add(key)
+                task.cancel()
 
 
 class PublishError(Exception):
@@ -56,6 +111,7 @@ class Publisher:
             max_batch_size=512 * 1024,
         )
         self.started = False
+        self._deadlines = _Deadlines(self.timeout)
 
     async def start(self) -> None:
         await self.producer.start()
@@ -74,19 +130,24 @@ class Publisher:
         Raises PublishTimeout / PublishError when it was not acknowledged in time (the caller
         answers 503; the record may still land later, so consumers dedupe by event id), and
         RecordRejected when the broker can never take it and it is now on the dead-letter topic.
+
+        Concurrent publishes share the producer's batches (ROOMEVENTS_LINGER_MS) and one deadline
+        timer (`_Deadlines`): past its deadline a publish stops waiting; the record, already in a
+        batch, may still be delivered (aiokafka sends it even when its future is cancelled).
         """
         started = time.perf_counter()
+        deadlines = self._deadlines
+        key_ = deadlines.enter()
         try:
-            async with asyncio.timeout(self.timeout):
-                future = await self.producer.send(topic, value, key=key, headers=list(headers))
-                # shield: the deadline abandons the wait, it does not cancel aiokafka's future (the
-                # record may still be delivered; consumers dedupe by event id).
-                future.add_done_callback(_consume_outcome)
-                await asyncio.shield(future)
-        except TimeoutError:
+            future = await self.producer.send(topic, value, key=key, headers=headers)
+            await future
+        except asyncio.CancelledError:
+            if not deadlines.expired(key_):
+                raise
             self.metrics.publish_failures.labels(topic, "timeout").inc()
             raise PublishTimeout(f"no ack from the broker within {self.timeout:.1f}s") from None
         except (MessageSizeTooLargeError, RecordTooLargeError) as exc:
+            deadlines.leave(key_)
             self.metrics.publish_failures.labels(topic, "too-large").inc()
             # Within the same deadline: what is left of it (the size check usually fails at once).
             left = max(0.1, self.timeout - (time.perf_counter() - started))
@@ -100,6 +161,8 @@ class Publisher:
         except KafkaError as exc:
             self.metrics.publish_failures.labels(topic, type(exc).__name__).inc()
             raise PublishError(f"{type(exc).__name__}: {exc}") from None
+        finally:
+            deadlines.leave(key_)
         self.metrics.publish_seconds.labels(topic).observe(time.perf_counter() - started)
 
     async def send_many(

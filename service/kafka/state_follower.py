@@ -43,7 +43,7 @@ class StateFollower:
             client_id="roomevents-state-follower",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=50,
+            fetch_max_wait_ms=10,  # a state change reaches views and streams within it (see materializer)
         )
         await self.consumer.start()
         partitions = await self._partitions()

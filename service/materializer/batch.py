@@ -8,6 +8,7 @@ published by changelog.py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -27,18 +28,30 @@ BATCH_RECORDS = 20000
 # so each room's document is rendered and published once per batch, not once per fetch.
 COALESCE_RECORDS = 200_000
 COALESCE_SECONDS = 2.0
-BACKLOG_HINT = 500  # a fetch this large means more is waiting
+BACKLOG_HINT = 500  # a fetch this large may mean more is waiting...
+BACKLOG_RECORDS = 5000  # ...and this many still on the broker past it is a backlog
 YIELD_EVERY = 2000
 
 Fetched = dict[TopicPartition, list[ConsumerRecord]]
 
 
+def _behind(consumer: AIOKafkaConsumer, batches: Fetched) -> int:
+    """Records still waiting on the broker after these, by the fetched partitions' high watermarks."""
+    behind = 0
+    for tp, messages in batches.items():
+        high = consumer.highwater(tp)
+        if high is not None and messages:
+            behind += max(0, high - messages[-1].offset - 1)
+    return behind
+
+
 async def gather(consumer: AIOKafkaConsumer) -> Fetched:
-    """One batch: wait for records, then take whatever else is already fetched, within bounds.
-    An idle stream gets each record at once; a backlog gets few, large batches."""
+    """One batch: wait for records, then, only under a backlog, take more within bounds.
+    A live stream gets what has arrived at once (its latency is one fetch and one batch); a backlog
+    (a restart, a burst) gets few, large batches."""
     batches = await consumer.getmany(timeout_ms=200, max_records=BATCH_RECORDS)
     count = sum(len(m) for m in batches.values())
-    if count < BACKLOG_HINT:
+    if count < BACKLOG_HINT or _behind(consumer, batches) < BACKLOG_RECORDS:
         return batches  # no backlog: answer now (creates wait on this)
     deadline = time.monotonic() + COALESCE_SECONDS
     while count < COALESCE_RECORDS and time.monotonic() < deadline:
@@ -69,6 +82,7 @@ async def fold(
     batches: Fetched, partitions: OwnedPartitions, consumer: AIOKafkaConsumer, publisher: Publisher
 ) -> Folded:
     out = Folded()
+    debug = logs.enabled_for(logging.DEBUG)  # one line per event only when asked for: not even its arguments otherwise
     for tp, messages in batches.items():
         book = partitions.book(tp.partition)
         if book is None:
@@ -92,14 +106,15 @@ async def fold(
             if applied.changed:
                 outcome.changed.add(applied.sid)
             out.types[event["type"]] += 1
-            log.debug(
-                "event folded",
-                room_sid=applied.sid,
-                type=event["type"],
-                event_id=event["event_id"],
-                partition=tp.partition,
-                offset=message.offset,
-            )
+            if debug:
+                log.debug(
+                    "event folded",
+                    room_sid=applied.sid,
+                    type=event["type"],
+                    event_id=event["event_id"],
+                    partition=tp.partition,
+                    offset=message.offset,
+                )
         # Retirement by event time, once per batch: a replay retires the same rooms in the end.
         retired = book.retire_due()
         outcome.retired.update((sid, book.retention.retired[sid]) for sid in retired)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 import orjson
 from aiokafka import TopicPartition
@@ -83,6 +84,25 @@ class ChangelogWriter:
     ) -> None:
         self._settings = settings
         self._publisher = publisher
+        # Per topic-partition written since its assignment: the end after our last acknowledged
+        # record. This materializer is the one writer of its partitions' numbers on both topics,
+        # so once everything sent is acknowledged, that is the partition's end: a snapshot starts
+        # there without probing the broker (a new client and a fetch per partition: a stall of a
+        # tenth of a second and more, on every snapshot).
+        self._ends: dict[TopicPartition, int] = {}
+
+    def forget(self, partitions: Iterable[int]) -> None:
+        """Partitions (re)assigned: another owner may have written them since; probe them again."""
+        numbers = set(partitions)
+        for tp in [tp for tp in self._ends if tp.partition in numbers]:
+            del self._ends[tp]
+
+    def _note_end(self, tp: TopicPartition, future: asyncio.Future) -> None:
+        if future.cancelled() or future.exception() is not None:
+            return
+        end = future.result().offset + 1
+        if end > self._ends.get(tp, -1):
+            self._ends[tp] = end
 
     async def _end_offsets(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
         async with PartitionReader(self._settings.kafka_bootstrap_servers, "roomevents-snapshot") as reader:
@@ -139,7 +159,10 @@ class ChangelogWriter:
         if sent:
             await asyncio.gather(*sent)
         tps = [TopicPartition(t, p) for p in books for t in (settings.changelog_topic, settings.state_topic)]
-        ends = await self._end_offsets(tps)  # exact ends (probed: see PartitionReader.bounds)
+        ends = {tp: self._ends[tp] for tp in tps if tp in self._ends}
+        unknown = [tp for tp in tps if tp not in ends]
+        if unknown:  # not written since assignment: exact ends probed (see PartitionReader.bounds)
+            ends.update(await self._end_offsets(unknown))
         acks: list[asyncio.Future] = []
         for partition, book in books.items():
             mark = marks(partition)
@@ -167,9 +190,15 @@ class ChangelogWriter:
         return (CHECKPOINT_KEY, encode_checkpoint(mark.changelog_start, mark.state_start, watermark), [])
 
     async def _send(self, partition: int, state_items: list[Item], changelog_items: list[Item]) -> list[asyncio.Future]:
-        settings = self._settings
-        acks = await self._publisher.send_many(settings.state_topic, state_items, partition=partition)
-        acks += await self._publisher.send_many(settings.changelog_topic, changelog_items, partition=partition)
+        acks: list[asyncio.Future] = []
+        for topic, items in (
+            (self._settings.state_topic, state_items),
+            (self._settings.changelog_topic, changelog_items),
+        ):
+            sent = await self._publisher.send_many(topic, items, partition=partition)
+            if sent:  # acknowledged in order: the last one's ack tells the end
+                sent[-1].add_done_callback(partial(self._note_end, TopicPartition(topic, partition)))
+            acks += sent
         return acks
 
     async def _room_items(self, book: RoomBook, sids: Iterable[str]) -> tuple[list[Item], list[Item]]:

@@ -72,6 +72,7 @@ class Materializer:
         self._batch_lock = asyncio.Lock()  # one batch, rebalance or recovery at a time
         self._stopping = asyncio.Event()
         self._processed = 0
+        self._committed: dict[int, int] = {}
 
     # ------------------------------------------------------------ what others may read
 
@@ -101,6 +102,11 @@ class Materializer:
         return self._processed
 
     @property
+    def committed(self) -> Mapping[int, int]:
+        """The next offset committed per partition (a read-only view, for tests and benchmarks)."""
+        return self._committed
+
+    @property
     def timers_sent(self) -> frozenset[str]:
         """Rooms ended by a timer whose room-ended has not come back through the topic yet."""
         return self._timers.sent
@@ -124,13 +130,15 @@ class Materializer:
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(500, settings.session_timeout_ms // 6),
             max_poll_interval_ms=300000,
-            fetch_max_wait_ms=100,
+            # Tansu answers a fetch only at its max wait, data or not (Kafka at once): this is
+            # the materializer's share of a callback's latency to the state topic and the stream.
+            fetch_max_wait_ms=10,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
         self._recovery = Recovery(settings, consumer)
         self._changelog = ChangelogWriter(settings, self._publisher)
         self._gauges = Gauges(self._metrics, self._partitions, consumer.highwater)
-        self._commits = CommitPipeline(consumer, self._gauges.after_commit)
+        self._commits = CommitPipeline(consumer, self._after_commit)
         await consumer.start()
         consumer.subscribe([settings.events_topic], listener=_Rebalance(self))
         log.info("materializer started", topic=settings.events_topic, group=settings.consumer_group)
@@ -189,6 +197,11 @@ class Materializer:
                 retired=sum(len(o.retired) for o in folded.outcomes.values()),
             )
 
+    def _after_commit(self, commits: Mapping[TopicPartition, int]) -> None:
+        for tp, offset in commits.items():
+            self._committed[tp.partition] = offset
+        self._gauges.after_commit(commits)
+
     async def _recover(self) -> None:
         """After a failed batch: forget it, rebuild every owned partition and resume from the
         committed offsets (at-least-once: the batch is folded and published again)."""
@@ -222,6 +235,7 @@ class Materializer:
     async def _rebuild(self, assigned: Collection[TopicPartition]) -> None:
         """Rebuild the partitions and install them, all at once: a failure leaves them unbuilt."""
         rebuilt = await self._recovery.rebuild(assigned)
+        self._changelog.forget(tp.partition for tp in assigned)
         for partition, (book, position, marks) in rebuilt.items():
             self._partitions.install(partition, book, position, marks)
 
