@@ -13,6 +13,8 @@ DOMAIN = [
     "service.rooms.errors",
     "service.rooms.resource",
     "service.events.record",
+    "service.events.codec",
+    "service.events.errors",
     "service.events.cloudevents",
     "service.callbacks.signature",
     "service.callbacks.parse",

@@ -60,10 +60,16 @@ from aiohttp import web
 
 from service.events import cloudevents, record as records
 from service.history.store import HistoryStore, HistoryUnavailable
+from service.http import room_media
 from service.http.auth import requires_basic_auth
 from service.http.connections import BodyTimeout, read_body
 from service.http.keys import FOLLOWER, HISTORY, METRICS, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS
 from service.http.responses import json_response
+from service.http.room_lookup import (
+    history_unavailable as _history_unavailable,
+    room_or_404 as _room_or_404,
+    visible,
+)
 from service.http.urls import external_base
 from service.rooms import params as room_params
 from service.rooms.errors import TwilioError, not_found
@@ -74,8 +80,6 @@ from service.rooms.resource import (
     decode_token,
     page_meta,
     participant_resource,
-    recording_resource,
-    recording_rules_resource,
     room_resource,
     window,
 )
@@ -83,16 +87,10 @@ from service.state.book import UNIQUE_NAME_TAKEN
 
 ROOM_STATUSES = ("in-progress", "completed", "failed")
 PARTICIPANT_STATUSES = ("connected", "disconnected")
-RECORDING_STATUSES = ("processing", "completed", "deleted", "failed")
 DEFAULT_LIST_STATUS = "in-progress"
 FORM = "application/x-www-form-urlencoded"
 MULTIPART = "multipart/form-data"
 JSON = "application/json"
-
-
-def visible(doc: Mapping[str, Any] | None) -> bool:
-    """False for a room that lost the unique-name race: its create was answered 53113."""
-    return doc is not None and doc.get("failure_reason") != UNIQUE_NAME_TAKEN
 
 
 # ---------------------------------------------------------------- request bodies
@@ -188,34 +186,6 @@ async def create_room(request: web.Request) -> web.Response:
     if not visible(room):
         raise _conflict(room["unique_name"])
     return json_response(room_resource(room, external_base(request)), status=201)
-
-
-NO_HISTORY = "; no history store is configured (ROOMEVENTS_DATABASE_URL), so rooms that left the hot state are not kept"
-
-
-def _history_unavailable(request: web.Request, exc: Exception) -> TwilioError:
-    request.app[METRICS].history_reads.labels("unavailable").inc()
-    return TwilioError(20503, "Room history store unavailable; retry shortly", 503)
-
-
-async def _room_or_404(request: web.Request, key: str | None = None) -> dict:
-    """The room by SID (or unique name while in progress): the hot view, else the history store."""
-    key = key if key is not None else request.match_info["sid"]
-    doc = request.app[FOLLOWER].index.get(key)
-    history: HistoryStore | None = request.app.get(HISTORY)
-    if doc is None and history is not None:
-        try:
-            doc = await history.fetch(key)
-        except HistoryUnavailable as exc:
-            raise _history_unavailable(request, exc) from None
-        request.app[METRICS].history_reads.labels("hit" if doc is not None else "miss").inc()
-    if not visible(doc):
-        error = not_found(f"/Rooms/{key}")
-        if history is None:
-            error.message += NO_HISTORY
-        raise error
-    request[ROOM_SID] = doc["sid"]
-    return doc
 
 
 @requires_basic_auth
@@ -383,91 +353,6 @@ async def fetch_participant(request: web.Request) -> web.Response:
     return json_response(participant_resource(doc, found, external_base(request)))
 
 
-# ---------------------------------------------------------------- recordings, recording rules, transcriptions
-
-
-def _recording_key(r: Mapping[str, Any]) -> tuple:
-    return (r.get("date_created") or "", r["sid"])
-
-
-@requires_basic_auth
-async def list_recordings(request: web.Request) -> web.Response:
-    """The room's recordings from its recording-* callbacks, oldest first; Twilio's filters."""
-    doc = await _room_or_404(request)
-    q = request.query
-    status = enum_query("Status", q.get("Status"), RECORDING_STATUSES)
-    source_sid = q.get("SourceSid") or None
-    after_ms = parse_date_ms("DateCreatedAfter", q.get("DateCreatedAfter"))
-    before_ms = parse_date_ms("DateCreatedBefore", q.get("DateCreatedBefore"))
-    page, page_size = paging(q)
-    page_token = q.get("PageToken") or None
-    token = decode_token(page_token, (str, str)) if page_token else None
-
-    def created_ms(r: Mapping[str, Any]) -> int | None:
-        return records.parse_timestamp_ms(r["date_created"]) if r.get("date_created") else None
-
-    recordings = sorted(
-        (
-            r
-            for r in doc.get("recordings", [])
-            if (status is None or r["status"] == status)
-            and (source_sid is None or r.get("source_sid") == source_sid)
-            and in_range(created_ms(r), after_ms, before_ms)
-        ),
-        key=_recording_key,
-    )
-    win = window(recordings, _recording_key, page_size, offset=page * page_size, token=token)
-    base = external_base(request)
-    filters = query_filters(q, ("Status", "SourceSid", "DateCreatedAfter", "DateCreatedBefore"))
-    meta = page_meta(
-        f"{base}/v1/Rooms/{doc['sid']}/Recordings",
-        "recordings",
-        filters,
-        page,
-        page_size,
-        page_token,
-        win,
-        _recording_key,
-    )
-    return json_response({"recordings": [recording_resource(doc, r, base) for r in win.items], "meta": meta})
-
-
-@requires_basic_auth
-async def fetch_recording(request: web.Request) -> web.Response:
-    doc = await _room_or_404(request)
-    key = request.match_info["recording_sid"]
-    found = next((r for r in doc.get("recordings", []) if r["sid"] == key), None)
-    if found is None:
-        raise not_found(f"/Rooms/{doc['sid']}/Recordings/{key}")
-    return json_response(recording_resource(doc, found, external_base(request)))
-
-
-@requires_basic_auth
-async def fetch_recording_rules(request: web.Request) -> web.Response:
-    return json_response(recording_rules_resource(await _room_or_404(request)))
-
-
-@requires_basic_auth
-async def list_transcriptions(request: web.Request) -> web.Response:
-    """Always an empty list: no provider sends transcriptions to this service yet."""
-    doc = await _room_or_404(request)
-    page, page_size = paging(request.query)
-    page_token = request.query.get("PageToken") or None
-    if page_token:
-        decode_token(page_token, (str, str))
-    meta = page_meta(
-        f"{external_base(request)}/v1/Rooms/{doc['sid']}/Transcriptions",
-        "transcriptions",
-        [],
-        page,
-        page_size,
-        page_token,
-        window([], lambda t: (), page_size),
-        lambda t: (),
-    )
-    return json_response({"transcriptions": [], "meta": meta})
-
-
 @requires_basic_auth
 async def not_served(request: web.Request) -> web.Response:
     """Twilio's JSON 404 for room sub-resources not served here (e.g. one transcription)."""
@@ -481,8 +366,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/v1/Rooms/{sid}", update_room)
     app.router.add_get("/v1/Rooms/{sid}/Participants", list_participants)
     app.router.add_get("/v1/Rooms/{sid}/Participants/{participant_sid}", fetch_participant)
-    app.router.add_get("/v1/Rooms/{sid}/Recordings", list_recordings)
-    app.router.add_get("/v1/Rooms/{sid}/Recordings/{recording_sid}", fetch_recording)
-    app.router.add_get("/v1/Rooms/{sid}/RecordingRules", fetch_recording_rules)
-    app.router.add_get("/v1/Rooms/{sid}/Transcriptions", list_transcriptions)
+    room_media.add_routes(app)  # before the catch-all below
     app.router.add_get("/v1/Rooms/{sid}/{rest:.+}", not_served)
