@@ -66,8 +66,8 @@ from service.http.connections import BodyTimeout, read_body
 from service.http.keys import FOLLOWER, HISTORY, METRICS, PUBLISHER, ROOM_KEYS, ROOM_SID, SETTINGS
 from service.http.responses import json_response
 from service.http.room_lookup import (
-    history_unavailable as _history_unavailable,
-    room_or_404 as _room_or_404,
+    history_unavailable,
+    room_or_404,
     visible,
 )
 from service.http.urls import external_base
@@ -190,7 +190,7 @@ async def create_room(request: web.Request) -> web.Response:
 
 @requires_basic_auth
 async def fetch_room(request: web.Request) -> web.Response:
-    return json_response(room_resource(await _room_or_404(request), external_base(request)))
+    return json_response(room_resource(await room_or_404(request), external_base(request)))
 
 
 @requires_basic_auth
@@ -199,7 +199,7 @@ async def update_room(request: web.Request) -> web.Response:
     form, doc = await _parameters(request)
     raw = form if doc is None else room_params.form_from_json(doc)
     room_params.parse_update_status(raw)
-    room = await _room_or_404(request)
+    room = await room_or_404(request)
     if room["status"] != "in-progress":
         raise TwilioError(53118, f"Room {room['sid']} is already {room['status']}", 400)
     event = records.room_ended(
@@ -272,7 +272,7 @@ async def list_rooms(request: web.Request) -> web.Response:
         try:
             win = await merged.window(page_size, offset=page * page_size, token=token)
         except HistoryUnavailable as exc:
-            raise _history_unavailable(request, exc) from None
+            raise history_unavailable(request, exc) from None
         request.app[METRICS].history_reads.labels("list").inc()
     base = external_base(request)
     filters = query_filters(q, ("Status", "UniqueName", "DateCreatedAfter", "DateCreatedBefore"))
@@ -298,7 +298,7 @@ def _whole_second_at_or_after(ms: int | None) -> int | None:
 
 @requires_basic_auth
 async def list_participants(request: web.Request) -> web.Response:
-    doc = await _room_or_404(request)
+    doc = await room_or_404(request)
     q = request.query
     status = enum_query("Status", q.get("Status"), PARTICIPANT_STATUSES) or (
         "connected" if doc["status"] == "in-progress" else "disconnected"
@@ -342,7 +342,7 @@ async def list_participants(request: web.Request) -> web.Response:
 
 @requires_basic_auth
 async def fetch_participant(request: web.Request) -> web.Response:
-    doc = await _room_or_404(request)
+    doc = await room_or_404(request)
     key = request.match_info["participant_sid"]
     participants = doc.get("participants", [])
     found = next((p for p in participants if p["sid"] == key), None) or next(

@@ -49,13 +49,15 @@ class StateFollower:
         partitions = await self._partitions()
         tps = [TopicPartition(self.settings.state_topic, p) for p in sorted(partitions)]
         self.consumer.assign(tps)
-        starts = await self._snapshot_starts(sorted(partitions))
+        # One reader for both: where the latest snapshots start, and where the partitions end now.
+        async with PartitionReader(self.settings.kafka_bootstrap_servers, "roomevents-state-restore") as reader:
+            starts = await self._snapshot_starts(reader, sorted(partitions))
+            ends = {tp: end for tp, (_, end) in (await reader.bounds(tps)).items()}
         await self.consumer.seek_to_beginning(*tps)
         for tp in tps:
             if starts.get(tp.partition):
                 self.consumer.seek(tp, starts[tp.partition])
             self.positions[tp.partition] = starts.get(tp.partition, 0)
-        ends = await self._ends(tps)
         self._catch_up_targets = {tp.partition: off for tp, off in ends.items()}
         # Every partition has a position from the start, so a stream id names all of them (an empty
         # one would make an EventSource reconnect without Last-Event-ID, getting a snapshot).
@@ -65,16 +67,10 @@ class StateFollower:
             self.caught_up.set()
         self.task = asyncio.create_task(self._run(), name="state-follower")
 
-    async def _ends(self, tps: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """Where each partition ends now: the view is caught up once it has read that far."""
-        async with PartitionReader(self.settings.kafka_bootstrap_servers, "roomevents-state-ends") as reader:
-            return {tp: end for tp, (_, end) in (await reader.bounds(tps)).items()}
-
-    async def _snapshot_starts(self, partitions: list[int]) -> dict[int, int]:
+    async def _snapshot_starts(self, reader: PartitionReader, partitions: list[int]) -> dict[int, int]:
         """Per state partition, where the materializer's latest snapshot of it starts (0: from the beginning)."""
         try:
-            async with PartitionReader(self.settings.kafka_bootstrap_servers, "roomevents-state-restore") as reader:
-                checkpoints = await restore_starts(reader, self.settings.changelog_topic, partitions)
+            checkpoints = await restore_starts(reader, self.settings.changelog_topic, partitions)
         except Exception as exc:  # no changelog (yet): the whole state topic is read
             log.warning("no changelog checkpoints; reading the state topic from the beginning", error=repr(exc))
             return {}
