@@ -45,6 +45,7 @@ KEEPALIVE_S = 15.0
 POLL_S = 1.0  # how soon a stream notices shutdown (the client then resumes elsewhere)
 RETRY_MS = 1000  # EventSource reconnection delay, sent with the position
 MAX_RECENTLY_ENDED = 1000
+BACKLOG_WRITE_BYTES = 256 * 1024  # a snapshot's documents are written in chunks of about this size
 
 
 def _encode_position(position: dict[int, int]) -> str:
@@ -84,13 +85,14 @@ class _Pending:
         self.docs[doc["sid"]] = doc
         self.wake.set()
 
-    def take(self) -> dict | None:
-        if not self.docs:
-            self.wake.clear()
-            return None
-        sid = next(iter(self.docs))
-        self.gauge.dec()
-        return self.docs.pop(sid)
+    def take_all(self) -> list[dict]:
+        """Every pending document, oldest change first (empty: wait on `wake`)."""
+        docs = list(self.docs.values())
+        if docs:
+            self.gauge.dec(len(docs))
+            self.docs.clear()
+        self.wake.clear()
+        return docs
 
     def clear(self) -> None:
         self.gauge.dec(len(self.docs))
@@ -148,15 +150,23 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
         backlog.sort(key=lambda s: (s.partition, s.offset))
         # Backlog events carry no id: a client cut off mid-backlog resumes from where it was, not
         # from the end of a backlog it never finished reading.
+        chunk: list[bytes] = []
+        size = 0
         for summary in backlog:
             doc = rooms.get(summary.sid)
             if doc is not None:
-                await write(_event("room", _public(doc), None))
+                chunk.append(_event("room", _public(doc), None))
+                size += len(chunk[-1])
+                if size >= BACKLOG_WRITE_BYTES:
+                    await write(b"".join(chunk))
+                    chunk, size = [], 0
+        if chunk:
+            await write(b"".join(chunk))
         await write(_event(kind + "-complete", {"rooms": len(backlog)}, _encode_position(position), retry_ms=RETRY_MS))
         idle = 0.0
         while not request.app[SERVER_LOAD].draining:
-            doc = pending.take()
-            if doc is None:
+            docs = pending.take_all()
+            if not docs:
                 try:
                     await asyncio.wait_for(pending.wake.wait(), POLL_S)
                 except TimeoutError:
@@ -166,14 +176,20 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
                         await write(b": keepalive\n\n")
                 continue
             idle = 0.0
-            if doc.get("retired"):  # left the hot state: views drop it
-                await write(_event("room-retired", {"sid": doc["sid"]}, None))
-                continue
-            partition, offset = doc.get("_partition", 0), doc.get("_offset", 0)
-            if offset < position.get(partition, 0):
-                continue  # already covered by the snapshot
-            position[partition] = offset + 1
-            await write(_event("room", _public(doc), _encode_position(position)))
+            # Everything pending in one write: a busy server runs this loop once per few event-loop
+            # iterations, so one document per write would let changes queue up behind each other.
+            events = []
+            for doc in docs:
+                if doc.get("retired"):  # left the hot state: views drop it
+                    events.append(_event("room-retired", {"sid": doc["sid"]}, None))
+                    continue
+                partition, offset = doc.get("_partition", 0), doc.get("_offset", 0)
+                if offset < position.get(partition, 0):
+                    continue  # already covered by the snapshot
+                position[partition] = offset + 1
+                events.append(_event("room", _public(doc), _encode_position(position)))
+            if events:
+                await write(b"".join(events))
     except _SlowClient:
         metrics.stream_dropped.labels("write-timeout").inc()
         log.warning("stream client dropped: it did not read in time", seconds=write_timeout)
