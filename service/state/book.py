@@ -74,8 +74,10 @@ class RoomBook:
 
     def take(self, event: Mapping[str, Any], offset: int | None = None) -> Applied:
         """Fold one event (at `offset` of the events topic, when known) unless retention refuses it."""
+        # The hot path of the materializer (once per event): each view of the state is computed once.
         sid = event["room_sid"]
-        before = self.rooms.get(sid)
+        rooms = self.rooms
+        before = rooms.get(sid)
         retention = self.retention
         if retention is not None:
             refused = retention.late_reason(event, before is not None)
@@ -83,7 +85,8 @@ class RoomBook:
                 return _new(Applied, (sid, False, refused))
         after = fold(before, event)
         name = unique_name(after)
-        holder = self.active_names.get(name)
+        active_names = self.active_names
+        holder = active_names.get(name)
         # Arbitrate the room's first api create, even if callbacks for its SID came before it.
         if (
             event["type"] == "room-created"
@@ -91,18 +94,28 @@ class RoomBook:
             and (before is None or before["config"] is None)
             and holder is not None
             and holder != sid
-            and status(self.rooms[holder]) == "in-progress"
+            and status(rooms[holder]) == "in-progress"
         ):
             after = mark_failed(after, UNIQUE_NAME_TAKEN, order_of(event))
-        self.rooms[sid] = after
-        if status(after) == "in-progress":
-            self.active_names.setdefault(name, sid)
+        room_status = status(after)
+        rooms.put(sid, after, room_status)
+        if room_status == "in-progress":
+            if holder is None:
+                active_names[name] = sid
         elif holder == sid:
-            del self.active_names[name]
-        if offset is not None and offset > self.versions.get(sid, -1):
-            self.versions[sid] = offset
+            del active_names[name]
+        if offset is not None:
+            versions = self.versions
+            if offset > versions.get(sid, -1):
+                versions[sid] = offset
         if retention is not None:
-            retention.observe(sid, after, event_time(event["occurred_at_ms"], _received_ms(event)))
+            occurred = event["occurred_at_ms"]
+            watermark = retention.watermark_ms
+            # Event time is at most the event's own time: only a later one can move the watermark.
+            if watermark is None or occurred > watermark:
+                retention.advance(event_time(occurred, _received_ms(event)))
+            if room_status != "in-progress":
+                retention.ended(sid, after)
         return _new(Applied, (sid, after is not before and after != before, None))
 
     def apply_all(self, events: Iterable[Mapping[str, Any]]) -> set[str]:

@@ -58,12 +58,14 @@ class Retention:
             return OLDER_THAN_RETENTION
         return None
 
-    def observe(self, sid: str, state: Mapping[str, Any], event_ms: int) -> None:
-        """After a fold: advance event time; remember the room if it has ended."""
+    def advance(self, event_ms: int) -> None:
+        """After a fold: event time moves to the event's, if later (see event_time)."""
         if self.watermark_ms is None or event_ms > self.watermark_ms:
             self.watermark_ms = event_ms
-        if status(state) != "in-progress":
-            heapq.heappush(self._ended, (end_ms(state), sid))
+
+    def ended(self, sid: str, state: Mapping[str, Any]) -> None:
+        """A fold left the room completed or failed: it retires once its end is old enough."""
+        heapq.heappush(self._ended, (end_ms(state), sid))
 
     # ------------------------------------------------------------ retiring
 

@@ -37,8 +37,14 @@ class RoomStates(MutableMapping[str, RoomState]):
         return _decoder.decode(zlib.decompress(blob))
 
     def __setitem__(self, sid: str, state: RoomState) -> None:
+        self.put(sid, state, status(state))
+
+    def put(self, sid: str, state: RoomState, room_status: str) -> None:
+        """Set a room's state whose status (views.status) the caller has at hand."""
+        if room_status == "in-progress" and sid not in self._ended:
+            self._live[sid] = state  # the hot path: a room in progress stays one
+            return
         self._discard(sid)
-        room_status = status(state)
         if room_status == "in-progress":
             self._live[sid] = state
         else:
