@@ -19,7 +19,7 @@ Offsets are committed only after all of it is acknowledged (commits.py).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from functools import partial
 
@@ -41,7 +41,7 @@ YIELD_EVERY = 2000
 # A snapshot is due once the changelog grew by more than max(SNAPSHOT_FACTOR x rooms held,
 # SNAPSHOT_MIN_RECORDS) records since the last one.
 SNAPSHOT_FACTOR = 2
-SNAPSHOT_MIN_RECORDS = 1000
+SNAPSHOT_MIN_RECORDS = 10_000  # a small partition's restore reads this many records at most, in ~0.1 s
 
 Item = tuple[bytes, bytes | None, list[tuple[str, bytes]]]
 
@@ -86,9 +86,9 @@ class ChangelogWriter:
         self._publisher = publisher
         # Per topic-partition written since its assignment: the end after our last acknowledged
         # record. This materializer is the one writer of its partitions' numbers on both topics,
-        # so once everything sent is acknowledged, that is the partition's end: a snapshot starts
-        # there without probing the broker (a new client and a fetch per partition: a stall of a
-        # tenth of a second and more, on every snapshot).
+        # so that is at or before the partition's end: a snapshot can start there without probing
+        # the broker (a new client and a fetch per partition: a stall of a tenth of a second and
+        # more, on every snapshot).
         self._ends: dict[TopicPartition, int] = {}
 
     def forget(self, partitions: Iterable[int]) -> None:
@@ -113,7 +113,6 @@ class ChangelogWriter:
         outcomes: dict[int, PartitionOutcome],
         books: Callable[[int], RoomBook | None],
         marks: Callable[[int], SnapshotMarks],
-        drain: Callable[[], Awaitable[None]],
     ) -> list[asyncio.Future]:
         """Send every partition's records; returns the futures of their acks (commit after them)."""
         acks: list[asyncio.Future] = []
@@ -142,26 +141,24 @@ class ChangelogWriter:
                 changelog_items.append(self._checkpoint(book, mark))
             acks += await self._send(partition, state_items, changelog_items)
         if snapshots:
-            acks += await self._snapshot(snapshots, marks, drain, acks)
+            acks += await self._snapshot(snapshots, marks)
         return acks
 
     async def _snapshot(
         self,
         books: dict[int, RoomBook],
         marks: Callable[[int], SnapshotMarks],
-        drain: Callable[[], Awaitable[None]],
-        sent: list[asyncio.Future],
     ) -> list[asyncio.Future]:
         """Every held room of these partitions again, from the ends of both topics' partitions."""
         settings = self._settings
-        # The starts are the partitions' ends once everything sent before is acknowledged.
-        await drain()
-        if sent:
-            await asyncio.gather(*sent)
+        # A snapshot may start anywhere at or before its first record: a restore that starts earlier
+        # reads some older entries first, which the snapshot's then replace. So the start is the end
+        # after our last acknowledged write, without waiting for the writes still in flight (that
+        # wait was a stall of a broker round trip or two on every snapshot).
         tps = [TopicPartition(t, p) for p in books for t in (settings.changelog_topic, settings.state_topic)]
         ends = {tp: self._ends[tp] for tp in tps if tp in self._ends}
         unknown = [tp for tp in tps if tp not in ends]
-        if unknown:  # not written since assignment: exact ends probed (see PartitionReader.bounds)
+        if unknown:  # not written since assignment: ends probed (see PartitionReader.bounds)
             ends.update(await self._end_offsets(unknown))
         acks: list[asyncio.Future] = []
         for partition, book in books.items():

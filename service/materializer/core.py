@@ -183,9 +183,7 @@ class Materializer:
         folded = await batch.fold(batches, self._partitions, self._consumer, self._publisher)
         self._processed += folded.records
         # Only each changed room's latest state of the batch is published (and retirements, snapshots).
-        acks = await self._changelog.publish(
-            folded.outcomes, self._partitions.book, self._partitions.marks, self._commits.drain
-        )
+        acks = await self._changelog.publish(folded.outcomes, self._partitions.book, self._partitions.marks)
         await self._commits.submit(acks, folded.commits)
         for kind, count in folded.types.items():
             self._metrics.records.labels(kind).inc(count)
