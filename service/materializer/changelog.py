@@ -41,7 +41,7 @@ YIELD_EVERY = 2000
 # A snapshot is due once the changelog grew by more than max(SNAPSHOT_FACTOR x rooms held,
 # SNAPSHOT_MIN_RECORDS) records since the last one.
 SNAPSHOT_FACTOR = 2
-SNAPSHOT_MIN_RECORDS = 10_000  # a small partition's restore reads this many records at most, in ~0.1 s
+SNAPSHOT_MIN_RECORDS = 1000
 
 Item = tuple[bytes, bytes | None, list[tuple[str, bytes]]]
 
