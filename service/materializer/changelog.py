@@ -29,7 +29,7 @@ from aiokafka import TopicPartition
 from service import logs
 from service.events import cloudevents
 from service.kafka.checkpoints import CHECKPOINT_KEY, PartitionReader, encode_checkpoint
-from service.kafka.producer import Publisher
+from service.kafka.producer import Publisher, sent_end
 from service.settings import Settings
 from service.state import changelog as entries
 from service.state.book import RoomBook
@@ -100,7 +100,7 @@ class ChangelogWriter:
     def _note_end(self, tp: TopicPartition, future: asyncio.Future) -> None:
         if future.cancelled() or future.exception() is not None:
             return
-        end = future.result().offset + 1
+        end = sent_end(future)
         if end > self._ends.get(tp, -1):
             self._ends[tp] = end
 
