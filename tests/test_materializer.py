@@ -4,6 +4,7 @@ timers. Final states must equal one clean fold over the same events."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 
@@ -329,3 +330,46 @@ async def test_materializer_workers_split_the_partitions_and_stop_cleanly(settin
     finally:
         await consumer.stop()
     assert committed == ends
+
+
+async def test_a_materializer_worker_that_dies_stops_the_others(settings):
+    """A worker killed (SIGKILL, an OOM kill) takes the process down with it: the other workers are
+    stopped cleanly and the exit code is the dead worker's (128 + 9), so the pod restarts whole."""
+    from service.kafka.broker import free_port
+
+    env = service_env(
+        settings,
+        ROOMEVENTS_WORKERS="2",
+        ROOMEVENTS_METRICS_PORT=str(free_port()),
+        ROOMEVENTS_LOG_LEVEL="INFO",
+        ROOMEVENTS_LOG_FORMAT="json",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service.cli", "materializer", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    lines: list[dict] = []
+
+    async def read_log():
+        async for raw in proc.stderr:
+            if raw.startswith(b"{"):
+                lines.append(orjson.loads(raw))
+
+    reader = asyncio.create_task(read_log())
+    try:
+        # Both workers have joined the group (their signal handlers are in place).
+        await wait_until(
+            lambda: {line.get("worker") for line in lines if line.get("event") == "materializer started"} == {1, 2},
+            timeout=30,
+        )
+        children = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+        assert len(children) == 2, children
+        os.kill(int(children[0]), signal.SIGKILL)
+        assert await asyncio.wait_for(proc.wait(), 30) == 128 + signal.SIGKILL
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await asyncio.wait_for(reader, 10)
+    events = [line["event"] for line in lines]
+    assert "materializer worker exited; stopping the others" in events
+    assert events.count("materializer stopped") == 1  # the survivor stopped cleanly
