@@ -119,7 +119,46 @@ async def preload(settings: Settings, events: int, rooms: int) -> None:
         await producer.stop()
 
 
-async def ceiling(settings: Settings, events: int) -> float:
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of a live process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _machine_cpu() -> float:
+    """Busy CPU seconds of the whole machine, every core (idle and iowait left out)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / _TICK
+
+
+class CpuMeter:
+    """CPU seconds spent over a timed window by the measured processes, by the broker, and by
+    everything else on the machine: another user's load during a run makes it unfair, so it is shown."""
+
+    def __init__(self, broker_pid: int) -> None:
+        self.broker_pid = broker_pid
+        self.pids: list[int] = []
+        self._start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self.used: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def _now(self) -> tuple[float, float, float]:
+        return sum(map(_process_cpu, self.pids)), _process_cpu(self.broker_pid), _machine_cpu()
+
+    def start(self, pids: list[int]) -> None:
+        self.pids = pids
+        self._start = self._now()
+
+    def stop(self) -> None:
+        ours, broker, machine = (b - a for a, b in zip(self._start, self._now(), strict=True))
+        self.used = (ours, broker, machine - ours - broker)
+
+
+async def ceiling(settings: Settings, events: int, cpu: CpuMeter) -> float:
     consumer = AIOKafkaConsumer(
         settings.events_topic,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -138,14 +177,17 @@ async def ceiling(settings: Settings, events: int) -> float:
             batches = await consumer.getmany(timeout_ms=200, max_records=20000)
             if batches and started is None:
                 started = time.perf_counter()
+                cpu.start([os.getpid()])
             for messages in batches.values():
                 seen += len(messages)
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        cpu.stop()
+        return elapsed
     finally:
         await consumer.stop()
 
 
-async def materialize(settings: Settings, events: int) -> tuple[float, int]:
+async def materialize(settings: Settings, events: int, cpu: CpuMeter) -> tuple[float, int]:
     """From the moment the materializer owns its partitions (rebuilt, ready to fold) until every
     event's offset is committed, i.e. folded and its rooms' states and changelog acknowledged."""
     service = MaterializerService(settings, Metrics(), serve_health=False)
@@ -155,9 +197,11 @@ async def materialize(settings: Settings, events: int) -> tuple[float, int]:
         while not m.ready:
             await asyncio.sleep(0.001)
         started = time.perf_counter()
+        cpu.start([os.getpid()])
         while sum(m.committed.values()) < events:
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - started
+        cpu.stop()
         rooms = sum(len(b.rooms) for b in m.books.values())
         return elapsed, rooms
     finally:
@@ -211,7 +255,7 @@ async def group_committed(settings: Settings) -> dict[int, int]:
         await consumer.stop()
 
 
-def materialize_workers(settings: Settings, events: int, workers: int) -> tuple[float, int, int, int]:
+def materialize_workers(settings: Settings, events: int, workers: int, cpu: CpuMeter) -> tuple[float, int, int, int]:
     """`workers` spawned processes in one group. Timing starts once every worker is ready and owns
     partitions, disjoint and covering all of them (the group has settled: no rebalance pending), and
     stops when the group's committed offsets (per partition the highest any worker reports) reach
@@ -249,10 +293,12 @@ def materialize_workers(settings: Settings, events: int, workers: int) -> tuple[
         while not settled():
             receive()
         started = time.perf_counter()
+        cpu.start([proc.pid for proc in procs])
         already = sum(committed.values())
         while sum(committed.values()) < events:
             receive()
         elapsed = time.perf_counter() - started
+        cpu.stop()
         stop.set()
         rooms = 0
         done = 0
@@ -316,18 +362,21 @@ async def main() -> None:
         )
         # Every run under the collector settings the roomevents processes use (service/runtime.py).
         settle_gc()
-        ceiling_s = await ceiling(settings, args.events)
+        cpu = CpuMeter(broker.process.pid)
+        ceiling_s = await ceiling(settings, args.events, cpu)
         ceil_rate = args.events / ceiling_s
-        rows = [("bare consumer (ceiling)", args.events, ceiling_s, ceil_rate)]
+        rows = [("bare consumer (ceiling)", args.events, ceiling_s, ceil_rate, cpu.used)]
         notes = []
         for workers in args.workers:
             run = fresh(settings, workers)
             await ensure_topics(run)
             if workers == 1:
-                fold_s, rooms = await materialize(run, args.events)
+                fold_s, rooms = await materialize(run, args.events, cpu)
                 timed = args.events
             else:
-                fold_s, timed, already, rooms = await asyncio.to_thread(materialize_workers, run, args.events, workers)
+                fold_s, timed, already, rooms = await asyncio.to_thread(
+                    materialize_workers, run, args.events, workers, cpu
+                )
                 notes.append(
                     f"{workers} workers: {already:,} events were committed before the group settled "
                     "(the first worker to join folds until the others do); timed and rated: the other "
@@ -337,16 +386,25 @@ async def main() -> None:
             committed = sum((await group_committed(run)).values())
             assert committed == args.events, (workers, committed)
             label = "1 worker" if workers == 1 else f"{workers} worker processes"
-            rows.append((f"materializer, {label} (fold + publish state + commit)", timed, fold_s, timed / fold_s))
+            rows.append(
+                (f"materializer, {label} (fold + publish state + commit)", timed, fold_s, timed / fold_s, cpu.used)
+            )
             print(f"materializer, {label}: {timed / fold_s:,.0f} events/s", flush=True)
         print()
-        print("| run | events | seconds | events/s | / ceiling |")
-        print("|---|---:|---:|---:|---:|")
-        for label, count, seconds, rate in rows:
-            print(f"| {label} | {count:,} | {seconds:.2f} | {rate:,.0f} | {rate / ceil_rate:.2f} |")
+        print("| run | events | seconds | events/s | / ceiling | CPU s: run / broker / other |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for label, count, seconds, rate, (ours, by_broker, other) in rows:
+            print(
+                f"| {label} | {count:,} | {seconds:.2f} | {rate:,.0f} | {rate / ceil_rate:.2f} "
+                f"| {ours:.1f} / {by_broker:.1f} / {other:.1f} |"
+            )
+        print(
+            f"\nCPU s: over the timed window, of the run's processes, of the broker, and of everything else on "
+            f"the machine ({os.cpu_count()} cores: at most {os.cpu_count()} CPU s per second)"
+        )
         for note in notes:
             print(f"\n{note}")
-        ratios = ", ".join(f"{label.split(' (')[0]} {rate / ceil_rate:.2f}" for label, _, _, rate in rows[1:])
+        ratios = ", ".join(f"{row[0].split(' (')[0]} {row[3] / ceil_rate:.2f}" for row in rows[1:])
         print(f"\nratio materializer / ceiling: {ratios}   (targets: >= 70,000 events/s, >= 0.60)")
     finally:
         broker.stop()
