@@ -49,7 +49,8 @@ DESCRIPTIONS = {
     "topics at start.",
     "materializer": "The consumer group that folds room events into room state and publishes each room's "
     "document to the state topic, against KAFKA_BOOTSTRAP_SERVERS; /healthz, /readyz and "
-    "/metrics on ROOMEVENTS_METRICS_PORT. Creates missing topics at start.",
+    "/metrics on ROOMEVENTS_METRICS_PORT. Creates missing topics at start. With ROOMEVENTS_WORKERS > 1, that "
+    "many worker processes join the group (roomevents-materializer-1..N) and share the metrics port.",
     "archive": "The consumer group that reads the state topic and writes every room document into the "
     "PostgreSQL history store (ROOMEVENTS_DATABASE_URL), against KAFKA_BOOTSTRAP_SERVERS; applies the "
     "schema migrations at start; /healthz, /readyz and /metrics on ROOMEVENTS_METRICS_PORT. Creates "
