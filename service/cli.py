@@ -6,7 +6,7 @@ import argparse
 import asyncio
 import sys
 from types import FrameType
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Callable, Coroutine, Protocol
 
 from service import logs, settings as settings_module
 from service.settings import DEV_AUTH_TOKEN, Settings
@@ -49,7 +49,8 @@ DESCRIPTIONS = {
     "topics at start.",
     "materializer": "The consumer group that folds room events into room state and publishes each room's "
     "document to the state topic, against KAFKA_BOOTSTRAP_SERVERS; /healthz, /readyz and "
-    "/metrics on ROOMEVENTS_METRICS_PORT. Creates missing topics at start.",
+    "/metrics on ROOMEVENTS_METRICS_PORT. Creates missing topics at start. With ROOMEVENTS_WORKERS > 1, that "
+    "many worker processes join the group (roomevents-materializer-1..N) and share the metrics port.",
     "archive": "The consumer group that reads the state topic and writes every room document into the "
     "PostgreSQL history store (ROOMEVENTS_DATABASE_URL), against KAFKA_BOOTSTRAP_SERVERS; applies the "
     "schema migrations at start; /healthz, /readyz and /metrics on ROOMEVENTS_METRICS_PORT. Creates "
@@ -143,7 +144,7 @@ async def _run_until_stopped(*services: Service) -> None:
             await service.stop()
 
 
-async def _ingress_worker(cfg: Settings) -> None:
+async def _ingress_worker(cfg: Settings, _worker: int = 0) -> None:
     from service.runtime import IngressServer
 
     await _run_until_stopped(IngressServer(cfg))
@@ -157,28 +158,60 @@ async def _ingress(cfg: Settings) -> None:
         await _ingress_worker(cfg)
 
 
-def _fork_ingress_workers(cfg: Settings) -> int:
-    """ROOMEVENTS_WORKERS > 1: fork the workers (before any event loop exists), forward SIGTERM and
-    SIGINT to them, and exit with the worst of their exit codes."""
+async def _materializer_worker(cfg: Settings, worker: int = 0) -> None:
+    """One materializer; worker n of ROOMEVENTS_WORKERS > 1 is group member roomevents-materializer-<n>."""
+    from service.runtime import MaterializerService
+
+    client_id = f"roomevents-materializer-{worker}" if worker else "roomevents-materializer"
+    await _run_until_stopped(MaterializerService(cfg, client_id=client_id))
+
+
+async def _materializer(cfg: Settings) -> None:
+    from service.kafka.topics import ensure_topics
+
+    await ensure_topics(cfg)
+    if cfg.workers == 1:
+        await _materializer_worker(cfg)
+
+
+# The roles ROOMEVENTS_WORKERS applies to: each worker process runs this (settings, worker number 1..N).
+WORKERS: dict[str, Callable[[Settings, int], Coroutine[None, None, None]]] = {
+    "ingress": _ingress_worker,
+    "materializer": _materializer_worker,
+}
+
+
+def _fork_workers(cfg: Settings, role: str) -> int:
+    """ROOMEVENTS_WORKERS > 1: fork the role's workers (before any event loop exists), forward SIGTERM
+    and SIGINT to them, and exit with the worst of their exit codes. Each worker's log lines carry
+    `worker=<n>` (1..N)."""
     import os
     import signal
 
+    import structlog
+
     children = []
-    for _ in range(cfg.workers):
+    for worker in range(1, cfg.workers + 1):
         pid = os.fork()
         if pid == 0:
             code = 0
+            structlog.contextvars.bind_contextvars(worker=worker)
             try:
-                asyncio.run(_ingress_worker(cfg))
+                asyncio.run(WORKERS[role](cfg, worker))
             except BaseException:
-                logs.get("roomevents").exception("ingress worker failed")
+                logs.get("roomevents").exception(f"{role} worker failed")
                 code = 1
             logs.flush()
             os._exit(code)
         children.append(pid)
 
+    running = set(children)
+    stopping = False
+
     def forward(signum: int, _frame: FrameType | None) -> None:
-        for child in children:
+        nonlocal stopping
+        stopping = True
+        for child in running:
             try:
                 os.kill(child, signum)
             except ProcessLookupError:
@@ -187,18 +220,21 @@ def _fork_ingress_workers(cfg: Settings) -> int:
     signal.signal(signal.SIGTERM, forward)
     signal.signal(signal.SIGINT, forward)
     worst = 0
-    for child in children:
-        _, status = os.waitpid(child, 0)
-        worst = max(worst, os.waitstatus_to_exitcode(status))
+    while running:
+        child, status = os.wait()
+        if child not in running:
+            continue
+        running.discard(child)
+        code = os.waitstatus_to_exitcode(status)
+        code = 128 - code if code < 0 else code  # killed by a signal: as a shell reports it
+        worst = max(worst, code)
+        if code and not stopping:
+            # A worker failed on its own: stop the others too, so that the process (the pod) exits
+            # and is restarted whole rather than running on with fewer workers.
+            logs.get("roomevents").error(f"{role} worker exited; stopping the others", exit_code=code)
+            logs.flush()
+            forward(signal.SIGTERM, None)
     return worst
-
-
-async def _materializer(cfg: Settings) -> None:
-    from service.kafka.topics import ensure_topics
-    from service.runtime import MaterializerService
-
-    await ensure_topics(cfg)
-    await _run_until_stopped(MaterializerService(cfg))
 
 
 async def _archive(cfg: Settings) -> None:
@@ -361,8 +397,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         asyncio.run(COMMANDS[args.command](cfg))
-        if args.command == "ingress" and cfg.workers > 1:
-            return _fork_ingress_workers(cfg)
+        if args.command in WORKERS and cfg.workers > 1:
+            return _fork_workers(cfg, args.command)
     except KeyboardInterrupt:
         pass
     except KafkaConnectionError as exc:

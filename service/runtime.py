@@ -155,7 +155,9 @@ class IngressServer:
 
 
 async def serve_health(settings: Settings, metrics: Metrics, readiness: Readiness) -> web.AppRunner:
-    """/healthz, /readyz and /metrics on ROOMEVENTS_METRICS_PORT (the consumer roles)."""
+    """/healthz, /readyz and /metrics on ROOMEVENTS_METRICS_PORT (the consumer roles). Several
+    materializer worker processes share the port (SO_REUSEPORT) when ROOMEVENTS_WORKERS > 1: each
+    connection is answered by one of them."""
     app = web.Application()
     app[SERVER_LOAD] = ServerLoad()
     app[METRICS] = metrics
@@ -163,7 +165,7 @@ async def serve_health(settings: Settings, metrics: Metrics, readiness: Readines
     health.add_routes(app)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
-    await web.TCPSite(runner, settings.host, settings.metrics_port).start()
+    await web.TCPSite(runner, settings.host, settings.metrics_port, reuse_port=settings.workers > 1 or None).start()
     return runner
 
 
@@ -177,10 +179,11 @@ class MaterializerService:
         *,
         clock: Callable[[], float] = time.time,
         serve_health: bool = True,
+        client_id: str = "roomevents-materializer",
     ) -> None:
         self.settings = settings
         self.metrics = metrics or Metrics()
-        self.materializer = Materializer(settings, self.metrics, clock=clock)
+        self.materializer = Materializer(settings, self.metrics, clock=clock, client_id=client_id)
         self.serve_health = serve_health
         self.runner: web.AppRunner | None = None
         self.task: asyncio.Task | None = None

@@ -214,9 +214,11 @@ VARIABLES: tuple[Variable, ...] = (
     Variable("ROOMEVENTS_LINGER_MS", _BOTH, "`2`", "how long the producer waits to fill a batch"),
     Variable(
         "ROOMEVENTS_WORKERS",
-        ("ingress",),
+        ("ingress", "materializer"),
         "`1`",
-        "ingress worker processes sharing the port (needs a fixed `ROOMEVENTS_PORT`); read-your-writes "
+        "worker processes: the ingress's share `ROOMEVENTS_PORT`, the materializer's are members of its "
+        "consumer group (splitting the partitions) and share `ROOMEVENTS_METRICS_PORT`; the shared port must "
+        "be fixed (not 0) and each connection to it is answered by one worker; the ingress's read-your-writes "
         "holds per process, so prefer more pods where creates are read back",
     ),
     Variable(
@@ -301,6 +303,8 @@ VARIABLES: tuple[Variable, ...] = (
     ),
 )
 _DEV_IGNORES = frozenset({"ROOMEVENTS_WORKERS"})
+# The port ROOMEVENTS_WORKERS > 1 worker processes of a role share (SO_REUSEPORT), with its default.
+_SHARED_PORT = {"ingress": ("ROOMEVENTS_PORT", 8080), "materializer": ("ROOMEVENTS_METRICS_PORT", 9090)}
 
 
 def reads(role: str, variable: Variable) -> bool:
@@ -362,8 +366,9 @@ class Settings:
     enable_idempotence: bool = False
     # How long the producer waits to fill a batch: a little latency buys fewer, larger produce requests.
     linger_ms: int = 2
-    # Ingress worker processes sharing the port; each has its own producer and read view, so
-    # read-your-writes holds per process, not across workers (Kubernetes: prefer more pods).
+    # Worker processes of the ingress (sharing the port; each has its own producer and read view, so
+    # read-your-writes holds per process, not across workers: Kubernetes, prefer more pods) or of the
+    # materializer (group members splitting the partitions, sharing the metrics port).
     workers: int = 1
     trust_forwarded_headers: bool = False
     # Without a public URL, signatures are checked against the request's own Host: a signature made
@@ -555,8 +560,10 @@ def load(env: Mapping[str, str] | None = None, *, role: str = "ingress") -> Sett
         raise SettingsError("ZOOM_WEBHOOK_SECRET_TOKEN_SECONDARY needs ZOOM_WEBHOOK_SECRET_TOKEN")
 
     workers = _int(env, "ROOMEVENTS_WORKERS", 1, 1, 64)
-    if workers > 1 and _int(env, "ROOMEVENTS_PORT", 8080, 0, 65535) == 0:
-        raise SettingsError("ROOMEVENTS_WORKERS > 1 needs a fixed ROOMEVENTS_PORT (not 0): the workers share it")
+    if workers > 1:
+        shared, default = _SHARED_PORT[role]
+        if _int(env, shared, default, 0, 65535) == 0:
+            raise SettingsError(f"ROOMEVENTS_WORKERS > 1 needs a fixed {shared} (not 0): the workers share it")
 
     return Settings(
         kafka_bootstrap_servers=bootstrap,

@@ -81,6 +81,23 @@ def test_only_the_ingress_needs_twilio_credentials():
     assert dev.twilio_auth_token == settings_module.DEV_AUTH_TOKEN and dev.dev_data == ".dev-data"
 
 
+def test_workers_need_the_port_they_share_fixed():
+    ingress = {"KAFKA_BOOTSTRAP_SERVERS": "k:1", "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "t"}
+    ingress |= {"ROOMEVENTS_ALLOW_ANY_HOST": "true", "ROOMEVENTS_WORKERS": "2"}
+    with pytest.raises(settings_module.SettingsError, match="needs a fixed ROOMEVENTS_PORT"):
+        settings_module.load(ingress | {"ROOMEVENTS_PORT": "0"}, role="ingress")
+    assert settings_module.load(ingress | {"ROOMEVENTS_METRICS_PORT": "0"}, role="ingress").workers == 2
+    # The materializer's workers share the health/metrics port: ROOMEVENTS_PORT is not its business.
+    materializer = {"KAFKA_BOOTSTRAP_SERVERS": "k:1", "ROOMEVENTS_WORKERS": "2"}
+    with pytest.raises(settings_module.SettingsError, match="needs a fixed ROOMEVENTS_METRICS_PORT"):
+        settings_module.load(materializer | {"ROOMEVENTS_METRICS_PORT": "0"}, role="materializer")
+    assert settings_module.load(materializer | {"ROOMEVENTS_PORT": "0"}, role="materializer").workers == 2
+    # dev and the archive run one process whatever ROOMEVENTS_WORKERS says.
+    assert settings_module.load({"ROOMEVENTS_WORKERS": "2", "ROOMEVENTS_PORT": "0"}, role="dev").workers == 1
+    archive = materializer | {"ROOMEVENTS_DATABASE_URL": "postgresql://u:p@h/db", "ROOMEVENTS_METRICS_PORT": "0"}
+    assert settings_module.load(archive, role="archive").workers == 1
+
+
 async def test_materializer_and_topics_run_without_twilio_credentials(settings):
     env = without_twilio(service_env(settings))
     topics = await asyncio.create_subprocess_exec(

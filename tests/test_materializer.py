@@ -4,9 +4,11 @@ timers. Final states must equal one clean fold over the same events."""
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 
+import aiohttp
 import orjson
 import pytest
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
@@ -17,7 +19,7 @@ from service.runtime import MaterializerService
 from service.state.book import RoomBook
 from service.state.render import render
 from tests import streams
-from tests.helpers import read_topic, service_env, wait_until
+from tests.helpers import read_topic, service_env, wait_ready, wait_until
 
 
 def clean_run(events: list[dict]) -> dict[str, dict]:
@@ -234,3 +236,140 @@ async def test_a_bug_in_the_fold_does_not_dead_letter_valid_records(settings, mo
     finally:
         await service.stop()
         await follower.stop()
+
+
+async def test_materializer_workers_split_the_partitions_and_stop_cleanly(settings):
+    """`roomevents materializer` with ROOMEVENTS_WORKERS=2: two forked group members (client ids
+    roomevents-materializer-1 and -2) split the partitions, every room reaches its final state, and
+    on SIGTERM both commit and the process exits 0."""
+    from aiokafka import TopicPartition
+    from aiokafka.admin import AIOKafkaAdminClient
+
+    from service.kafka.broker import free_port
+
+    settings = settings.with_overrides(timers_enabled=False)
+    events = streams.interleaved(30, seed=5)
+    expected = clean_run(events)
+    follower = await follow(settings)
+    metrics_port = free_port()
+    env = service_env(
+        settings,
+        ROOMEVENTS_WORKERS="2",
+        ROOMEVENTS_METRICS_PORT=str(metrics_port),
+        ROOMEVENTS_TIMERS="false",
+        ROOMEVENTS_LOG_LEVEL="INFO",
+        ROOMEVENTS_LOG_FORMAT="json",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service.cli", "materializer", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    lines: list[dict] = []
+
+    async def read_log():
+        async for raw in proc.stderr:
+            if raw.startswith(b"{"):
+                lines.append(orjson.loads(raw))
+
+    reader = asyncio.create_task(read_log())
+    everything = set(range(settings.topic_partitions))
+
+    def owned() -> dict[int, set[int]]:
+        """Each worker's latest assignment, from its "partitions assigned and restored" lines."""
+        latest: dict[int, set[int]] = {}
+        for line in lines:
+            if line.get("event") == "partitions assigned and restored":
+                latest[line["worker"]] = {int(p) for p in line["partitions"]}
+            elif line.get("event") == "partitions revoked":
+                latest[line["worker"]] = latest.get(line["worker"], set()) - set(line["partitions"])
+        return latest
+
+    try:
+        await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, events)
+        await wait_for_states(follower, expected, timeout=40)
+        assert {doc["status"] for doc in follower.index.docs.values()} == {"completed"}
+        # Both group members own partitions, and together all of them (the group settles after the
+        # second one joins: wait for that rather than for a fixed time).
+        await wait_until(
+            lambda: set(owned()) == {1, 2} and all(owned().values()) and set().union(*owned().values()) == everything,
+            timeout=30,
+        )
+        children = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+        assert len(children) == 2, children
+        # Each worker is a group member with its own client id (Kafka makes member ids `<client id>-<uuid>`;
+        # Tansu leaves client_id empty in DescribeGroups).
+        admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap_servers)
+        await admin.start()
+        try:
+            (described,) = await admin.describe_consumer_groups([settings.consumer_group])
+        finally:
+            await admin.close()
+        members = described.groups[0][5]
+        client_ids = sorted(client_id or member_id.rsplit("-", 5)[0] for member_id, client_id, *_ in members)
+        assert client_ids == ["roomevents-materializer-1", "roomevents-materializer-2"], members
+        async with aiohttp.ClientSession() as http:
+            await wait_ready(http, f"http://127.0.0.1:{metrics_port}")  # the shared health port answers
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 30) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await follower.stop()
+        await asyncio.wait_for(reader, 10)
+    assert {line["worker"] for line in lines if line.get("event") == "materializer stopped"} == {1, 2}
+
+    # Every event's offset is committed for the group (read as a group member that never subscribes).
+    ends: dict[int, int] = {}
+    for m in await read_topic(settings.kafka_bootstrap_servers, settings.events_topic):
+        ends[m.partition] = max(ends.get(m.partition, 0), m.offset + 1)
+    assert set(ends) == everything  # the rooms were spread over every partition
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap_servers, group_id=settings.consumer_group)
+    await consumer.start()
+    try:
+        committed = {p: await consumer.committed(TopicPartition(settings.events_topic, p)) for p in everything}
+    finally:
+        await consumer.stop()
+    assert committed == ends
+
+
+async def test_a_materializer_worker_that_dies_stops_the_others(settings):
+    """A worker killed (SIGKILL, an OOM kill) takes the process down with it: the other workers are
+    stopped cleanly and the exit code is the dead worker's (128 + 9), so the pod restarts whole."""
+    from service.kafka.broker import free_port
+
+    env = service_env(
+        settings,
+        ROOMEVENTS_WORKERS="2",
+        ROOMEVENTS_METRICS_PORT=str(free_port()),
+        ROOMEVENTS_LOG_LEVEL="INFO",
+        ROOMEVENTS_LOG_FORMAT="json",
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service.cli", "materializer", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    lines: list[dict] = []
+
+    async def read_log():
+        async for raw in proc.stderr:
+            if raw.startswith(b"{"):
+                lines.append(orjson.loads(raw))
+
+    reader = asyncio.create_task(read_log())
+    try:
+        # Both workers have joined the group (their signal handlers are in place).
+        await wait_until(
+            lambda: {line.get("worker") for line in lines if line.get("event") == "materializer started"} == {1, 2},
+            timeout=30,
+        )
+        children = open(f"/proc/{proc.pid}/task/{proc.pid}/children").read().split()
+        assert len(children) == 2, children
+        os.kill(int(children[0]), signal.SIGKILL)
+        assert await asyncio.wait_for(proc.wait(), 30) == 128 + signal.SIGKILL
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
+        await asyncio.wait_for(reader, 10)
+    events = [line["event"] for line in lines]
+    assert "materializer worker exited; stopping the others" in events
+    assert events.count("materializer stopped") == 1  # the survivor stopped cleanly

@@ -55,11 +55,18 @@ class _Rebalance(ConsumerRebalanceListener):
 
 class Materializer:
     def __init__(
-        self, settings: Settings, metrics: Metrics | None = None, *, clock: Callable[[], float] = time.time
+        self,
+        settings: Settings,
+        metrics: Metrics | None = None,
+        *,
+        clock: Callable[[], float] = time.time,
+        client_id: str = "roomevents-materializer",
     ) -> None:
         self._settings = settings
         self._metrics = metrics or Metrics()
-        self._publisher = Publisher(settings, self._metrics, client_id="roomevents-materializer")
+        # Of the producer and the group member: one per worker process (roomevents-materializer-<n>).
+        self._client_id = client_id
+        self._publisher = Publisher(settings, self._metrics, client_id=client_id)
         self._partitions = OwnedPartitions()
         self._timers = Timers(settings, self._publisher, clock)
         self._consumer: AIOKafkaConsumer | None = None
@@ -124,7 +131,7 @@ class Materializer:
         self._consumer = consumer = AIOKafkaConsumer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             group_id=settings.consumer_group,
-            client_id="roomevents-materializer",
+            client_id=self._client_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
             session_timeout_ms=settings.session_timeout_ms,
