@@ -1,5 +1,5 @@
-"""One batch of the loop: gather fetched records, fold them into their partitions' books, retire the
-rooms whose retention passed. A record the fold cannot take (records.RecordError) is dead-lettered
+"""One batch of the loop: fold fetched records into their partitions' books (a window of fetches under
+a backlog), retire the rooms whose retention passed. A record the fold cannot take (records.RecordError) is dead-lettered
 as poison, a late event of a retired room with its reason; any other error is a bug and propagates
 to the loop, which recovers from the committed offsets without skipping anything. What changed is
 published by changelog.py.
@@ -24,10 +24,12 @@ from service.materializer.partitions import OwnedPartitions
 log = logs.get(__name__)
 
 BATCH_RECORDS = 20000
-# Under a backlog, fetched records are gathered into one batch (up to this many, or this long)
-# so each room's document is rendered and published once per batch, not once per fetch.
-COALESCE_RECORDS = 200_000
-COALESCE_SECONDS = 2.0
+# Under a backlog (a restart, a burst), fetches are folded as they arrive into one window, up to
+# this many records or this long, and each changed room is rendered and published once per window,
+# not once per fetch. Records are folded as they come, so a window holds rooms, not its records.
+# (A backlog's records wait at most this long more; Kafka Streams commits every 30 s by default.)
+COALESCE_RECORDS = 1_000_000
+COALESCE_SECONDS = 5.0
 BACKLOG_HINT = 500  # a fetch this large may mean more is waiting...
 BACKLOG_RECORDS = 5000  # ...and this many still on the broker past it is a backlog
 YIELD_EVERY = 2000
@@ -45,25 +47,28 @@ def _behind(consumer: AIOKafkaConsumer, batches: Fetched) -> int:
     return behind
 
 
-async def gather(consumer: AIOKafkaConsumer) -> Fetched:
-    """One batch: wait for records, then, only under a backlog, take more within bounds.
-    A live stream gets what has arrived at once (its latency is one fetch and one batch); a backlog
-    (a restart, a burst) gets few, large batches."""
-    batches = await consumer.getmany(timeout_ms=200, max_records=BATCH_RECORDS)
-    count = sum(len(m) for m in batches.values())
-    if count < BACKLOG_HINT or _behind(consumer, batches) < BACKLOG_RECORDS:
-        return batches  # no backlog: answer now (creates wait on this)
+async def fetch(consumer: AIOKafkaConsumer) -> Fetched:
+    """What has arrived, waiting a little for something."""
+    return await consumer.getmany(timeout_ms=200, max_records=BATCH_RECORDS)
+
+
+async def fold_window(
+    first: Fetched, partitions: OwnedPartitions, consumer: AIOKafkaConsumer, publisher: Publisher
+) -> Folded:
+    """Fold `first`; only under a backlog, keep fetching and folding within bounds. A live stream's
+    window is one fetch (its latency is one fetch and one batch); a backlog gets few, large windows."""
+    out = Folded()
+    await fold(first, partitions, consumer, publisher, out)
+    count = sum(len(m) for m in first.values())
+    if count < BACKLOG_HINT or _behind(consumer, first) < BACKLOG_RECORDS:
+        return out  # no backlog: answer now (creates wait on this)
     deadline = time.monotonic() + COALESCE_SECONDS
-    while count < COALESCE_RECORDS and time.monotonic() < deadline:
+    while out.records < COALESCE_RECORDS and time.monotonic() < deadline:
         more = await consumer.getmany(timeout_ms=100, max_records=BATCH_RECORDS)
-        fetched = 0
-        for tp, messages in more.items():
-            batches.setdefault(tp, []).extend(messages)
-            fetched += len(messages)
-        count += fetched
-        if fetched < BACKLOG_HINT:
+        await fold(more, partitions, consumer, publisher, out)
+        if sum(len(m) for m in more.values()) < BACKLOG_HINT:
             break  # caught up
-    return batches
+    return out
 
 
 @dataclass
@@ -79,9 +84,14 @@ class Folded:
 
 
 async def fold(
-    batches: Fetched, partitions: OwnedPartitions, consumer: AIOKafkaConsumer, publisher: Publisher
+    batches: Fetched,
+    partitions: OwnedPartitions,
+    consumer: AIOKafkaConsumer,
+    publisher: Publisher,
+    out: Folded | None = None,
 ) -> Folded:
-    out = Folded()
+    """Fold fetched records into their partitions' books, adding what changed to `out`."""
+    out = out if out is not None else Folded()
     debug = logs.enabled_for(logging.DEBUG)  # one line per event only when asked for: not even its arguments otherwise
     for tp, messages in batches.items():
         book = partitions.book(tp.partition)
@@ -120,7 +130,7 @@ async def fold(
         outcome.retired.update((sid, book.retention.retired[sid]) for sid in retired)
         outcome.changed.difference_update(retired)
         if book.retention is not None:
-            outcome.expired = book.retention.expired()
+            outcome.expired += book.retention.expired()
         out.commits[tp] = messages[-1].offset + 1
         partitions.advance(tp.partition, out.commits[tp])
         out.records += len(messages)

@@ -4,7 +4,7 @@ At-least-once in, exactly-once in effect: the fold is idempotent, so reprocessin
 a rebalance republishes the same documents. Offsets are committed only after the state records
 of the batch are acknowledged (commits.py). On assignment each partition's rooms are rebuilt before
 any new event is applied (recovery.py). This class is the shell that runs the loop and owns the
-state; its collaborators each do one thing: batch.py (gather, fold, render), commits.py, recovery.py,
+state; its collaborators each do one thing: batch.py (fetch, fold), commits.py, recovery.py,
 timers.py, gauges.py.
 """
 
@@ -155,7 +155,7 @@ class Materializer:
         assert self._consumer is not None and self._commits is not None, "start() first"
         while not self._stopping.is_set():
             try:
-                batches = await batch.gather(self._consumer)
+                batches = await batch.fetch(self._consumer)
             except KafkaError as exc:
                 log.warning("fetch failed; retrying", error=repr(exc))
                 await asyncio.sleep(0.5)
@@ -187,7 +187,7 @@ class Materializer:
     # ------------------------------------------------------------ the loop body
 
     async def _process(self, batches: batch.Fetched) -> None:
-        folded = await batch.fold(batches, self._partitions, self._consumer, self._publisher)
+        folded = await batch.fold_window(batches, self._partitions, self._consumer, self._publisher)
         self._processed += folded.records
         # Only each changed room's latest state of the batch is published (and retirements, snapshots).
         acks = await self._changelog.publish(folded.outcomes, self._partitions.book, self._partitions.marks)
@@ -197,7 +197,7 @@ class Materializer:
         if folded.changed_rooms:
             log.info(
                 "batch materialized",
-                records=sum(len(m) for m in batches.values()),
+                records=folded.records,
                 rooms=folded.changed_rooms,
                 retired=sum(len(o.retired) for o in folded.outcomes.values()),
             )
