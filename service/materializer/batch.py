@@ -53,17 +53,22 @@ async def fetch(consumer: AIOKafkaConsumer) -> Fetched:
 
 
 async def fold_window(
-    first: Fetched, partitions: OwnedPartitions, consumer: AIOKafkaConsumer, publisher: Publisher
+    first: Fetched,
+    partitions: OwnedPartitions,
+    consumer: AIOKafkaConsumer,
+    publisher: Publisher,
+    stopping: asyncio.Event,
 ) -> Folded:
-    """Fold `first`; only under a backlog, keep fetching and folding within bounds. A live stream's
-    window is one fetch (its latency is one fetch and one batch); a backlog gets few, large windows."""
+    """Fold `first`; only under a backlog, keep fetching and folding within bounds (and until a
+    shutdown begins). A live stream's window is one fetch (its latency is one fetch and one batch);
+    a backlog gets few, large windows."""
     out = Folded()
     await fold(first, partitions, consumer, publisher, out)
     count = sum(len(m) for m in first.values())
     if count < BACKLOG_HINT or _behind(consumer, first) < BACKLOG_RECORDS:
         return out  # no backlog: answer now (creates wait on this)
     deadline = time.monotonic() + COALESCE_SECONDS
-    while out.records < COALESCE_RECORDS and time.monotonic() < deadline:
+    while out.records < COALESCE_RECORDS and time.monotonic() < deadline and not stopping.is_set():
         more = await consumer.getmany(timeout_ms=100, max_records=BATCH_RECORDS)
         await fold(more, partitions, consumer, publisher, out)
         if sum(len(m) for m in more.values()) < BACKLOG_HINT:

@@ -187,7 +187,7 @@ class Materializer:
     # ------------------------------------------------------------ the loop body
 
     async def _process(self, batches: batch.Fetched) -> None:
-        folded = await batch.fold_window(batches, self._partitions, self._consumer, self._publisher)
+        folded = await batch.fold_window(batches, self._partitions, self._consumer, self._publisher, self._stopping)
         self._processed += folded.records
         # Only each changed room's latest state of the batch is published (and retirements, snapshots).
         acks = await self._changelog.publish(folded.outcomes, self._partitions.book, self._partitions.marks)
