@@ -20,6 +20,7 @@ Nothing is published for a request answered 4xx.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from aiohttp import web
@@ -34,6 +35,7 @@ from service.http.responses import json_response
 from service.http.urls import request_url
 from service.kafka.producer import PublishError, RecordRejected
 from service.metrics import Metrics
+from service.settings import Settings
 
 log = logs.get("roomevents.callbacks")
 ALLOW = ", ".join(sorted(ALLOWED_METHODS))
@@ -49,8 +51,12 @@ def _error(status: int, message: str, headers: dict | None = None) -> web.Respon
 
 def _count(metrics: Metrics, label: str, status: str) -> None:
     """One callback answered: Twilio's own counter, and the all-providers one."""
-    metrics.callbacks.labels(label, status).inc()
-    metrics.webhooks.labels("twilio", label, status).inc()
+    metrics.callbacks.increment(label, status)
+    metrics.webhooks.increment("twilio", label, status)
+
+
+def _too_large(settings: Settings) -> str:
+    return f"Request body exceeds {settings.max_body_bytes} bytes"
 
 
 def _event_label(name: str | None) -> str:
@@ -69,15 +75,15 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
     if method not in ALLOWED_METHODS:
         _count(metrics, "unknown", "405")
         return _error(405, f"Method {method} is not allowed for status callbacks", {"Allow": ALLOW})
-    too_large = f"Request body exceeds {settings.max_body_bytes} bytes"
-    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+    content_length = request.content_length
+    if content_length is not None and content_length > settings.max_body_bytes:
         _count(metrics, "unknown", "413")
-        return _error(413, too_large)
+        return _error(413, _too_large(settings))
     try:
         body = await read_body(request, settings.body_timeout_s)
     except web.HTTPRequestEntityTooLarge:
         _count(metrics, "unknown", "413")
-        return _error(413, too_large)
+        return _error(413, _too_large(settings))
     except BodyTimeout:
         _count(metrics, "unknown", "408")
         metrics.connections_timed_out.labels("body").inc()
@@ -175,8 +181,11 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
             event_type=event["type"],
         )
     _count(metrics, label, "204")
-    metrics.records.labels(label).inc()
-    log.debug("callback published", room_sid=event["room_sid"], event_type=event["type"], event_id=event["event_id"])
+    metrics.records.increment(label)
+    if logs.enabled_for(logging.DEBUG):
+        log.debug(
+            "callback published", room_sid=event["room_sid"], event_type=event["type"], event_id=event["event_id"]
+        )
     return web.Response(status=204)
 
 

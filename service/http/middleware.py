@@ -101,7 +101,7 @@ def _error_response(request: web.Request, exc: Exception) -> web.Response:
 
 def _observe(request: web.Request, route: str, status: int, started: float, request_id: str) -> None:
     """Concern 4: one metric and (probes aside) one log line per request."""
-    request.app[METRICS].http_requests.labels(route, request.method, str(status)).inc()
+    request.app[METRICS].http_requests.increment(route, request.method, str(status))
     if route not in _PROBES:
         elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
         logs.request_line(request.method, request.path, status, elapsed_ms, request.get(ROOM_SID), request_id)
