@@ -78,6 +78,12 @@ __all__ = [  # the record's shape and schema live next door; this is the module 
 
 def parse_timestamp_ms(value: str) -> int:
     """Twilio `Timestamp` (ISO 8601, UTC, usually ms precision with Z) -> epoch milliseconds."""
+    ms = _canonical_ms(value)
+    return _parse_iso_ms(value) if ms is None else ms
+
+
+def _parse_iso_ms(value: str) -> int:
+    """`parse_timestamp_ms` of any ISO 8601 text, by datetime.fromisoformat."""
     text = value.strip()
     if text.endswith("Z") or text.endswith("z"):
         text = text[:-1] + "+00:00"
@@ -108,10 +114,39 @@ def _second_prefix(second: int) -> str:
     return f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%S.")
 
 
+@lru_cache(maxsize=4096)
+def _canonical_second(prefix: str) -> int | None:
+    """The epoch second of "YYYY-MM-DDTHH:MM:SS" (UTC) when `format_ms` writes that second so: None
+    for any other text (then `parse_timestamp_ms` takes the whole value its own way)."""
+    try:
+        ms = _parse_iso_ms(prefix + ".000Z")
+    except RecordError:
+        return None
+    second = ms // 1000
+    return second if _second_prefix(second) == prefix + "." else None
+
+
+def _canonical_ms(value: str) -> int | None:
+    """Epoch ms of a timestamp in the canonical form (what `format_ms` writes, and what Twilio sends:
+    2025-10-27T18:16:01.876Z), the date and time to the second parsed once per second; None for
+    any other text. For such a value `format_ms(_canonical_ms(value)) == value`."""
+    if len(value) != 24 or value[19] != "." or value[23] != "Z":
+        return None
+    millis = value[20:23]
+    if not (millis.isascii() and millis.isdigit()):
+        return None
+    second = _canonical_second(value[:19])
+    return None if second is None else second * 1000 + int(millis)
+
+
 def format_ms(ms: int) -> str:
     """Epoch ms -> ISO 8601 UTC with millisecond precision, e.g. 2025-10-27T18:16:01.876Z."""
     # The date and time to the second once per second (strftime is most of the cost).
     return f"{_second_prefix(ms // 1000)}{ms % 1000:03d}Z"
+
+
+# Receipt times: many callbacks of one millisecond under load.
+_format_received = lru_cache(maxsize=64)(format_ms)
 
 
 def format_twilio_date(ms: int | None) -> str | None:
@@ -199,17 +234,11 @@ def callback_event_id(params: Mapping[str, Sequence[str]]) -> str:
     """Same callback, same id: a hash of every parameter, independent of order, HTTP method and of
     repeated identical values (as the signature is: a repeated value keeps it valid, so it must not
     make a new event either)."""
-    return _callback_event_id(params, all(type(v) is list and len(v) == 1 for v in params.values()))
+    return _digest_callback(orjson.dumps(sorted((k, sorted(set(v))) for k, v in params.items())))
 
 
-def _callback_event_id(params: Mapping[str, Sequence[str]], single: bool) -> str:
-    """`callback_event_id`; `single`: every parameter has one value, in a list (nearly every
-    callback), so the sorted items are already canonical (names are unique: sorted by name alone)."""
-    if single:
-        canonical = orjson.dumps(sorted(params.items()))
-    else:
-        canonical = orjson.dumps(sorted((k, sorted(set(v))) for k, v in params.items()))
-    # _digest(b"callback", canonical) in one call
+def _digest_callback(canonical: bytes) -> str:
+    """_digest(b"callback", canonical), in one call."""
     return hashlib.sha256(b"callback\x00" + canonical + b"\x00").hexdigest()[:32]
 
 
@@ -229,15 +258,28 @@ def from_callback(
     `known_name` is the room's unique name as the ingress knows it, used when the callback lacks
     `RoomName`, so the record gets the same key as the room's other records (one fold per room).
     `params` keeps what was received."""
-    # Each parameter's first value, looked up once (`_first`: an empty value is None).
-    firsts = {name: values[0] for name, values in params.items() if values}
+    # Each parameter's first value, looked up once (`_first`: an empty value is None). With one
+    # value per name (nearly always), those are also the parameters as received and their id.
+    try:
+        firsts = {name: value for name, (value,) in params.items()}
+        raw: dict[str, Any] | None = firsts
+        event_id = _digest_callback(orjson.dumps([(name, [value]) for name, value in sorted(firsts.items())]))
+    except ValueError:  # a name with several values (or none)
+        firsts = {name: values[0] for name, values in params.items() if values}
+        raw = None
+        event_id = callback_event_id(params)
     get = firsts.get
     room_sid = get("RoomSid") or None
     event_type = get("StatusCallbackEvent") or None
     if not room_sid or not event_type:
         raise RecordError("missing required parameter(s): RoomSid, StatusCallbackEvent")
     timestamp = get("Timestamp") or None
-    occurred_ms = parse_timestamp_ms(timestamp) if timestamp else received_at_ms
+    canonical_ms = _canonical_ms(timestamp) if timestamp else None
+    if canonical_ms is not None:  # Twilio's own form: the text is what format_ms would write
+        occurred_ms, occurred_at = canonical_ms, timestamp
+    else:
+        occurred_ms = parse_timestamp_ms(timestamp) if timestamp else received_at_ms
+        occurred_at = format_ms(occurred_ms)
     participant_sid = get("ParticipantSid") or None
     track_sid = get("TrackSid") or None
     recording_sid = get("RecordingSid") or None
@@ -277,28 +319,26 @@ def from_callback(
         "duration": _int_value("RoomDuration", get("RoomDuration") or None),
     }
     # Parameters as received (`_raw`): with one value each (nearly always), the first values are it.
-    single = len(firsts) == len(params) and all(type(v) is list and len(v) == 1 for v in params.values())
-    raw = firsts if single else _raw(params)
     return {
         "schema_version": SCHEMA_VERSION,
         "provider": "twilio",
-        "event_id": _callback_event_id(params, single),
+        "event_id": event_id,
         "type": event_type,
         "source": "callback",
         "account_sid": get("AccountSid") or None,
         "room_sid": room_sid,
         "room_name": get("RoomName") or known_name or room_sid,
-        "occurred_at": format_ms(occurred_ms),
+        "occurred_at": occurred_at,
         "occurred_at_ms": occurred_ms,
         "sequence_number": _int_value("SequenceNumber", get("SequenceNumber") or None),
-        "received_at": format_ms(received_at_ms),
+        "received_at": _format_received(received_at_ms),
         "room": room,
         "participant": participant,
         "track": track,
         "recording": recording,
         "config": None,
         "end_reason": "callback" if event_type == "room-ended" else None,
-        "params": raw,
+        "params": _raw(params) if raw is None else raw,
         "native": None,
     }
 
