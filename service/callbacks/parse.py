@@ -125,19 +125,20 @@ def _parse_urlencoded(text: str, where: str) -> list[tuple[str, str]]:
     UTF-8 (strict), which accepts and rejects exactly what parse_qsl does (tests/test_callback_parse.py)."""
     if "+" in text:  # a space in names and values ("+" is no delimiter: the same as part by part)
         text = text.replace("+", " ")
-    # (name, value) of each non-empty field, then the few with a "%" decoded
-    pairs: list[tuple[str, str]] = [part.partition("=")[::2] for part in text.split("&") if part]  # type: ignore[misc]
-    if "%" in text:
-        try:
-            for i, (name, value) in enumerate(pairs):
-                if "%" in name or "%" in value:
+    pairs: list[tuple[str, str]] = []
+    append = pairs.append
+    try:
+        for part in text.split("&"):
+            if part:
+                name, _, value = part.partition("=")
+                if "%" in part:
                     if "%" in name:
                         name = unquote_to_bytes(name).decode("utf-8")
                     if "%" in value:
                         value = unquote_to_bytes(value).decode("utf-8")
-                    pairs[i] = (name, value)
-        except UnicodeDecodeError:
-            raise CallbackParseError(400, f"{where} contains percent-encoded bytes that are not valid UTF-8") from None
+                append((name, value))
+    except UnicodeDecodeError:
+        raise CallbackParseError(400, f"{where} contains percent-encoded bytes that are not valid UTF-8") from None
     return pairs
 
 

@@ -90,11 +90,13 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         response = _error(408, f"Request body not received within {settings.body_timeout_s:g} s")
         response.force_close()
         return response
+    headers = request.headers
+    raw_path = request.raw_path
     try:
         parsed = parse_callback(
             method,
-            request.raw_path.partition("?")[2],
-            request.headers.get("Content-Type"),
+            raw_path.partition("?")[2],
+            headers.get("Content-Type"),
             body,
             settings.max_body_bytes,
             settings.max_callback_params,
@@ -104,15 +106,17 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         return _error(exc.status, exc.message, {"Allow": ALLOW} if exc.status == 405 else None)
 
     url = request_url(request)
-    algorithm = signature.signature_algorithm(request.headers.get(signature.SIGNATURE_SETTINGS_HEADER))
+    algorithm = signature.signature_algorithm(headers.get(signature.SIGNATURE_SETTINGS_HEADER))
     ok = app[_VERIFIER].verify(
         url,
         None if parsed.json_body else parsed.body_params,
-        request.headers.get(signature.SIGNATURE_HEADER),
+        headers.get(signature.SIGNATURE_HEADER),
         algorithm,
         body if parsed.json_body else None,
     )
-    label = _event_label(parsed.first("StatusCallbackEvent"))
+    params = parsed.params
+    event_name = parsed.first("StatusCallbackEvent")
+    label = _event_label(event_name)
     if not ok:
         metrics.signature_failures.inc()
         _count(metrics, label, "403")
@@ -139,10 +143,11 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
     room_keys = app[ROOM_KEYS]
     room_name = parsed.first("RoomName")
     try:
-        require(parsed.params, ("RoomSid", "StatusCallbackEvent"))
+        if not (room_sid and event_name):  # a first value present: nothing missing (else: which is)
+            require(params, ("RoomSid", "StatusCallbackEvent"))
         # Without RoomName the record is keyed by the name the room is known by: one fold per room.
         known_name = None if room_name else room_keys.name_of(room_sid)
-        event = records.from_callback(parsed.params, int(time.time() * 1000), known_name=known_name)
+        event = records.from_callback(params, int(time.time() * 1000), known_name=known_name)
     except (CallbackParseError, records.RecordError) as exc:
         _count(metrics, label, "400")
         return _error(400, getattr(exc, "message", str(exc)))
