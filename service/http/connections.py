@@ -59,8 +59,12 @@ async def read_body(request: web.Request, timeout_s: float) -> bytes:
 
     A body already received whole (nearly every callback: it arrives with its head) is read at once:
     reading it cannot wait, so it needs no timer (asyncio.wait_for costs a task and a timer)."""
-    if request.content.is_eof():
-        return await request.read()
+    content = request.content
+    if content.is_eof():
+        body = content.read_nowait()  # all of it: what request.read() returns, less its machinery
+        if len(body) > request.client_max_size:  # as request.read() checks it
+            raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=len(body))
+        return body
     try:
         return await asyncio.wait_for(request.read(), timeout_s)
     except TimeoutError:

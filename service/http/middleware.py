@@ -68,11 +68,10 @@ def _assign_request_id(request: web.Request) -> str:
     return request_id
 
 
-def _admit(request: web.Request) -> web.Response | None:
+def _admit(app: web.Application) -> web.Response | None:
     """Concern 2: past ROOMEVENTS_MAX_IN_FLIGHT requests in flight, a 503 + Retry-After to answer;
     None when the request is admitted (counted in flight until `_release`). Probes and the stream
     are not counted (`_NOT_COUNTED`)."""
-    app = request.app
     load = app[SERVER_LOAD]
     if load.in_flight >= app[SETTINGS].max_in_flight:
         app[METRICS].shed.inc()
@@ -81,8 +80,8 @@ def _admit(request: web.Request) -> web.Response | None:
     return None
 
 
-def _release(request: web.Request) -> None:
-    request.app[SERVER_LOAD].in_flight -= 1
+def _release(app: web.Application) -> None:
+    app[SERVER_LOAD].in_flight -= 1
 
 
 def _error_response(request: web.Request, exc: Exception) -> web.Response:
@@ -99,12 +98,15 @@ def _error_response(request: web.Request, exc: Exception) -> web.Response:
     return internal_error()
 
 
-def _observe(request: web.Request, route: str, status: int, started: float, request_id: str) -> None:
+def _observe(
+    app: web.Application, request: web.Request, route: str, status: int, started: float, request_id: str
+) -> None:
     """Concern 4: one metric and (probes aside) one log line per request."""
-    request.app[METRICS].http_requests.increment(route, request.method, str(status))
+    method = request.method
+    app[METRICS].http_requests.increment(route, method, str(status))
     if route not in _PROBES:
         elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-        logs.request_line(request.method, request.path, status, elapsed_ms, request.get(ROOM_SID), request_id)
+        logs.request_line(method, request.path, status, elapsed_ms, request.get(ROOM_SID), request_id)
 
 
 @web.middleware
@@ -114,9 +116,10 @@ async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
     request_id = _assign_request_id(request)
     token = logs.bind_request_id(request_id)
     route = _route(request)
+    app = request.app
     counted = route not in _NOT_COUNTED
     try:
-        response = _admit(request) if counted else None
+        response = _admit(app) if counted else None
         if response is None:
             try:
                 response = await handler(request)
@@ -124,10 +127,10 @@ async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
                 response = _error_response(request, exc)
             finally:
                 if counted:
-                    _release(request)
+                    _release(app)
     finally:
         logs.reset_request_id(token)
-    _observe(request, route, response.status, started, request_id)
+    _observe(app, request, route, response.status, started, request_id)
     return response
 
 
