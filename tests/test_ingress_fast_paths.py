@@ -290,3 +290,18 @@ def test_format_ms_still_matches_strftime_at_the_edges():
         dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
         assert format_ms(ms).endswith(f"{ms % 1000:03d}Z")
         assert format_ms(ms)[4:19] == dt.strftime("-%m-%dT%H:%M:%S")
+
+
+async def test_a_publish_names_the_partition_the_producer_would_pick():
+    from service.kafka.producer import Publisher
+    from service.settings import Settings
+
+    publisher = Publisher(Settings(), Metrics())
+    cluster = publisher.producer.client.cluster
+    with mock.patch.object(cluster, "partitions_for_topic", return_value={0, 1, 2, 5}):
+        for n in range(50):
+            key = b"room-%d" % n
+            assert publisher._partition_of("t", key) == DefaultPartitioner()(key, [0, 1, 2, 5], [0, 1, 2, 5])
+        assert publisher._partition_of("t", None) is None  # no key: the producer picks at random
+    with mock.patch.object(cluster, "partitions_for_topic", return_value=None):
+        assert publisher._partition_of("t", b"room") is None  # not known yet: the producer waits for it

@@ -121,6 +121,7 @@ class Publisher:
         self.settings = settings
         self.metrics = metrics
         self.timeout = settings.produce_timeout_ms / 1000
+        self._partitioner = KeyHashPartitioner()
         self.producer = AIOKafkaProducer(
             bootstrap_servers=settings.kafka_bootstrap_servers,
             client_id=client_id,
@@ -131,7 +132,7 @@ class Publisher:
             max_request_size=1024 * 1024,
             # Room documents are a few KiB: 16 KiB batches (the default) cost a request per few records.
             max_batch_size=512 * 1024,
-            partitioner=KeyHashPartitioner(),
+            partitioner=self._partitioner,
         )
         self.started = False
         self._deadlines = _Deadlines(self.timeout)
@@ -162,7 +163,9 @@ class Publisher:
         deadlines = self._deadlines
         key_ = deadlines.enter()
         try:
-            future = await self.producer.send(topic, value, key=key, headers=headers)
+            future = await self.producer.send(
+                topic, value, key=key, headers=headers, partition=self._partition_of(topic, key)
+            )
             await future
         except asyncio.CancelledError:
             if not deadlines.expired(key_):
@@ -187,6 +190,19 @@ class Publisher:
         finally:
             deadlines.leave(key_)
         self.metrics.publish_seconds.labels(topic).observe(time.perf_counter() - started)
+
+    def _partition_of(self, topic: str, key: bytes | None) -> int | None:
+        """The partition the producer's partitioner picks for `key`, as aiokafka's send() would pick it
+        (from the topic's partitions as a list), without its per-send copies and its set of available
+        partitions (which a key's partition does not depend on). None, for aiokafka to pick: no key,
+        or the topic's partitions not known yet."""
+        if key is None:
+            return None
+        partitions = self.producer.client.cluster.partitions_for_topic(topic)
+        if not partitions:
+            return None
+        listed = list(partitions)
+        return self._partitioner(key, listed, listed)
 
     async def send_many(
         self,
