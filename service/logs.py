@@ -312,9 +312,9 @@ def request_line(method: str, path: str, status: int, ms: float, room_sid: str |
                     "event": "request",
                     "level": "info",
                     "timestamp": _timestamp(),
-                }
+                },
+                option=orjson.OPT_APPEND_NEWLINE,
             )
-            + b"\n"
         )
     elif _requests_enabled:
         _access.info(

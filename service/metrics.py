@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter as _Counter, Gauge, Histogram as _Histogram, generate_latest
@@ -24,19 +25,35 @@ class _CachedLabels:
 
     def remove(self, *values: str) -> None:
         self.__dict__.pop("_children_by_values", None)
+        self.__dict__.pop("_increments", None)
         super().remove(*values)  # type: ignore[misc]
 
     def clear(self) -> None:
         self.__dict__.pop("_children_by_values", None)
+        self.__dict__.pop("_increments", None)
         super().clear()  # type: ignore[misc]
 
 
 class Counter(_CachedLabels, _Counter):
-    pass
+    def increment(self, *values: str) -> None:
+        """`labels(*values).inc()` on the request path: the child's value incremented directly (its
+        `inc` only checks what holds for every child: observable, a non-negative amount)."""
+        increments = self.__dict__.get("_increments")
+        if increments is None:
+            increments = self.__dict__["_increments"] = {}
+        inc = increments.get(values)
+        if inc is None:
+            inc = increments[values] = self.labels(*values)._value.inc
+        inc(1)
 
 
 class Histogram(_CachedLabels, _Histogram):
-    pass
+    def observe(self, amount: float, exemplar: dict[str, str] | None = None) -> None:
+        """prometheus_client's observe, the bucket found by bisection rather than a loop over all."""
+        if exemplar or amount != amount or not self._labelvalues and self._labelnames:  # NaN, a parent
+            return super().observe(amount, exemplar)
+        self._sum.inc(amount)
+        self._buckets[bisect_left(self._upper_bounds, amount)].inc(1)
 
 
 class Metrics:

@@ -54,6 +54,7 @@ for every POST callback). Module-level functions are thin wrappers over a cached
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
@@ -119,6 +120,11 @@ def body_sha256(body: bytes) -> str:
 def _params_suffix(params: Params | None) -> str:
     if not params:
         return ""
+    if type(params) is dict:
+        try:  # one value per name (nearly every callback): no per-name sorting of distinct values
+            return "".join([name + value for name, (value,) in sorted(params.items())])
+        except ValueError:  # a name with several values (or none)
+            pass
     parts: list[str] = []
     append = parts.append
     getall = getattr(params, "getall", None)  # multidict.MultiDict (aiohttp) support
@@ -194,6 +200,20 @@ def url_variants(url: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(candidates))
 
 
+@lru_cache(maxsize=512)
+def _encoded_variants(url: str) -> tuple[bytes, ...] | None:
+    """`url_variants(url)` encoded; None when one cannot be (the signature cannot match)."""
+    try:
+        return tuple(_encode(v) for v in url_variants(url))
+    except UnicodeEncodeError:
+        return None
+
+
+def _b64(digest: bytes) -> bytes:
+    """base64.b64encode, without its wrapper."""
+    return binascii.b2a_base64(digest, newline=False)
+
+
 def _query_body_hash(url: str) -> str | None:
     """First ``bodySHA256`` value in the URL's query string, or None when absent."""
     if BODY_HASH_PARAM not in url:  # fast path: nearly every callback
@@ -262,11 +282,10 @@ class SignatureVerifier:
             except UnicodeEncodeError:
                 return False
 
-        try:
-            variants = [_encode(v) for v in url_variants(url)]
-        except UnicodeEncodeError:
+        variants = _encoded_variants(url)
+        if variants is None:
             return False
-        b64 = base64.b64encode
+        b64 = _b64
         compare = hmac.compare_digest
         for base in keyed:
             for variant in variants:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any, Mapping
 
 from service.events.record import SCHEMA_ID
@@ -34,15 +35,34 @@ def headers(
 def event_headers(record: Mapping[str, Any]) -> list[tuple[str, bytes]]:
     """Headers for an events-topic record: id = event_id (dedupe key), type = io.roomevents.room-event.<type>,
     source = /roomevents/<account_sid>/<source>, time = occurred_at, subject = room SID,
-    dataschema = the record schema's $id."""
-    return headers(
-        record["event_id"],
-        "room-event." + record["type"],
-        f"/roomevents/{record.get('account_sid') or 'unknown'}/{record['source']}",
-        record["occurred_at"],
-        record["room_sid"],
-        EVENT_DATASCHEMA,
-    )
+    dataschema = the record schema's $id. (`headers(...)`, the per-type and per-source values encoded
+    once: every callback has its own id, time and subject, few types and sources.)"""
+    room_sid = record["room_sid"]
+    out = [
+        ("ce_specversion", SPECVERSION),
+        ("ce_id", record["event_id"].encode()),
+        ("ce_source", _event_source(record.get("account_sid") or "unknown", record["source"])),
+        ("ce_type", _event_type(record["type"])),
+        ("ce_time", record["occurred_at"].encode()),
+        ("content-type", CONTENT_TYPE),
+    ]
+    if room_sid:
+        out.append(("ce_subject", room_sid.encode()))
+    out.append(("ce_dataschema", _EVENT_DATASCHEMA))
+    return out
+
+
+_EVENT_DATASCHEMA = EVENT_DATASCHEMA.encode()
+
+
+@lru_cache(maxsize=256)
+def _event_source(account_sid: str, source: str) -> bytes:
+    return f"/roomevents/{account_sid}/{source}".encode()
+
+
+@lru_cache(maxsize=256)
+def _event_type(event_type: str) -> bytes:
+    return (TYPE_PREFIX + "room-event." + event_type).encode()
 
 
 def state_headers(doc: Mapping[str, Any]) -> list[tuple[str, bytes]]:

@@ -78,6 +78,12 @@ __all__ = [  # the record's shape and schema live next door; this is the module 
 
 def parse_timestamp_ms(value: str) -> int:
     """Twilio `Timestamp` (ISO 8601, UTC, usually ms precision with Z) -> epoch milliseconds."""
+    ms = _canonical_ms(value)
+    return _parse_iso_ms(value) if ms is None else ms
+
+
+def _parse_iso_ms(value: str) -> int:
+    """`parse_timestamp_ms` of any ISO 8601 text, by datetime.fromisoformat."""
     text = value.strip()
     if text.endswith("Z") or text.endswith("z"):
         text = text[:-1] + "+00:00"
@@ -108,10 +114,39 @@ def _second_prefix(second: int) -> str:
     return f"{dt.year:04d}" + dt.strftime("-%m-%dT%H:%M:%S.")
 
 
+@lru_cache(maxsize=4096)
+def _canonical_second(prefix: str) -> int | None:
+    """The epoch second of "YYYY-MM-DDTHH:MM:SS" (UTC) when `format_ms` writes that second so: None
+    for any other text (then `parse_timestamp_ms` takes the whole value its own way)."""
+    try:
+        ms = _parse_iso_ms(prefix + ".000Z")
+    except RecordError:
+        return None
+    second = ms // 1000
+    return second if _second_prefix(second) == prefix + "." else None
+
+
+def _canonical_ms(value: str) -> int | None:
+    """Epoch ms of a timestamp in the canonical form (what `format_ms` writes, and what Twilio sends:
+    2025-10-27T18:16:01.876Z), the date and time to the second parsed once per second; None for
+    any other text. For such a value `format_ms(_canonical_ms(value)) == value`."""
+    if len(value) != 24 or value[19] != "." or value[23] != "Z":
+        return None
+    millis = value[20:23]
+    if not (millis.isascii() and millis.isdigit()):
+        return None
+    second = _canonical_second(value[:19])
+    return None if second is None else second * 1000 + int(millis)
+
+
 def format_ms(ms: int) -> str:
     """Epoch ms -> ISO 8601 UTC with millisecond precision, e.g. 2025-10-27T18:16:01.876Z."""
     # The date and time to the second once per second (strftime is most of the cost).
     return f"{_second_prefix(ms // 1000)}{ms % 1000:03d}Z"
+
+
+# Receipt times: many callbacks of one millisecond under load.
+_format_received = lru_cache(maxsize=64)(format_ms)
 
 
 def format_twilio_date(ms: int | None) -> str | None:
@@ -137,7 +172,11 @@ _INT64 = (-(2**63), 2**63 - 1)  # what every JSON reader (and orjson's writer) t
 def _int_or_none(params: Mapping[str, Sequence[str]], name: str) -> int | None:
     """The parameter as an integer (a decimal like "1.5e3" is truncated); None when absent or not a
     number. RecordError naming it when it is a number out of the 64-bit range, or not finite."""
-    value = _first(params, name)
+    return _int_value(name, _first(params, name))
+
+
+def _int_value(name: str, value: str | None) -> int | None:
+    """`_int_or_none` of the parameter `name` whose first value is `value` (None: absent or empty)."""
     if value is None:
         return None
     try:
@@ -195,8 +234,12 @@ def callback_event_id(params: Mapping[str, Sequence[str]]) -> str:
     """Same callback, same id: a hash of every parameter, independent of order, HTTP method and of
     repeated identical values (as the signature is: a repeated value keeps it valid, so it must not
     make a new event either)."""
-    canonical = orjson.dumps(sorted((k, sorted(set(v))) for k, v in params.items()))
-    return _digest(b"callback", canonical)
+    return _digest_callback(orjson.dumps(sorted((k, sorted(set(v))) for k, v in params.items())))
+
+
+def _digest_callback(canonical: bytes) -> str:
+    """_digest(b"callback", canonical), in one call."""
+    return hashlib.sha256(b"callback\x00" + canonical + b"\x00").hexdigest()[:32]
 
 
 def command_event_id(kind: str, room_sid: str) -> str:
@@ -215,68 +258,87 @@ def from_callback(
     `known_name` is the room's unique name as the ingress knows it, used when the callback lacks
     `RoomName`, so the record gets the same key as the room's other records (one fold per room).
     `params` keeps what was received."""
-    room_sid = _first(params, "RoomSid")
-    event_type = _first(params, "StatusCallbackEvent")
+    # Each parameter's first value, looked up once (`_first`: an empty value is None). With one
+    # value per name (nearly always), those are also the parameters as received and their id.
+    try:
+        firsts = {name: value for name, (value,) in params.items()}
+        raw: dict[str, Any] | None = firsts
+        event_id = _digest_callback(orjson.dumps([(name, [value]) for name, value in sorted(firsts.items())]))
+    except ValueError:  # a name with several values (or none)
+        firsts = {name: values[0] for name, values in params.items() if values}
+        raw = None
+        event_id = callback_event_id(params)
+    get = firsts.get
+    room_sid = get("RoomSid") or None
+    event_type = get("StatusCallbackEvent") or None
     if not room_sid or not event_type:
         raise RecordError("missing required parameter(s): RoomSid, StatusCallbackEvent")
-    timestamp = _first(params, "Timestamp")
-    occurred_ms = parse_timestamp_ms(timestamp) if timestamp else received_at_ms
-    participant_sid = _first(params, "ParticipantSid")
-    track_sid = _first(params, "TrackSid")
-    recording_sid = _first(params, "RecordingSid")
+    timestamp = get("Timestamp") or None
+    canonical_ms = _canonical_ms(timestamp) if timestamp else None
+    if canonical_ms is not None:  # Twilio's own form: the text is what format_ms would write
+        occurred_ms, occurred_at = canonical_ms, timestamp
+    else:
+        occurred_ms = parse_timestamp_ms(timestamp) if timestamp else received_at_ms
+        occurred_at = format_ms(occurred_ms)
+    participant_sid = get("ParticipantSid") or None
+    track_sid = get("TrackSid") or None
+    recording_sid = get("RecordingSid") or None
     participant: ParticipantFields | None = None
     if participant_sid:
         participant = {
             "sid": participant_sid,
-            "identity": _first(params, "ParticipantIdentity"),
-            "status": _first(params, "ParticipantStatus"),
-            "duration": _int_or_none(params, "ParticipantDuration"),
+            "identity": get("ParticipantIdentity") or None,
+            "status": get("ParticipantStatus") or None,
+            "duration": _int_value("ParticipantDuration", get("ParticipantDuration") or None),
         }
     track: TrackFields | None = None
     if track_sid:
-        track = {"sid": track_sid, "kind": _first(params, "TrackKind"), "name": _first(params, "TrackName")}
+        track = {"sid": track_sid, "kind": get("TrackKind") or None, "name": get("TrackName") or None}
     recording: RecordingFields | None = None
     if recording_sid:
         recording = {
             "sid": recording_sid,
-            "source_sid": _first(params, "SourceSid"),
-            "track_name": _first(params, "TrackName"),
-            "uri": _first(params, "RecordingUri"),
-            "media_uri": _first(params, "MediaUri"),
-            "media_external_location": _first(params, "MediaExternalLocation"),
-            "container": _first(params, "Container"),
-            "codec": _first(params, "Codec"),
-            "type": _first(params, "Type"),
-            "duration": _int_or_none(params, "Duration"),
-            "size": _int_or_none(params, "Size"),
-            "offset_from_twilio_video_epoch": _int_or_none(params, "OffsetFromTwilioVideoEpoch"),
-            "failed_operation": _first(params, "FailedOperation"),
+            "source_sid": get("SourceSid") or None,
+            "track_name": get("TrackName") or None,
+            "uri": get("RecordingUri") or None,
+            "media_uri": get("MediaUri") or None,
+            "media_external_location": get("MediaExternalLocation") or None,
+            "container": get("Container") or None,
+            "codec": get("Codec") or None,
+            "type": get("Type") or None,
+            "duration": _int_value("Duration", get("Duration") or None),
+            "size": _int_value("Size", get("Size") or None),
+            "offset_from_twilio_video_epoch": _int_value(
+                "OffsetFromTwilioVideoEpoch", get("OffsetFromTwilioVideoEpoch") or None
+            ),
+            "failed_operation": get("FailedOperation") or None,
         }
     room: RoomFields = {
-        "status": _first(params, "RoomStatus"),
-        "type": _first(params, "RoomType"),
-        "duration": _int_or_none(params, "RoomDuration"),
+        "status": get("RoomStatus") or None,
+        "type": get("RoomType") or None,
+        "duration": _int_value("RoomDuration", get("RoomDuration") or None),
     }
+    # Parameters as received (`_raw`): with one value each (nearly always), the first values are it.
     return {
         "schema_version": SCHEMA_VERSION,
         "provider": "twilio",
-        "event_id": callback_event_id(params),
+        "event_id": event_id,
         "type": event_type,
         "source": "callback",
-        "account_sid": _first(params, "AccountSid"),
+        "account_sid": get("AccountSid") or None,
         "room_sid": room_sid,
-        "room_name": _first(params, "RoomName") or known_name or room_sid,
-        "occurred_at": format_ms(occurred_ms),
+        "room_name": get("RoomName") or known_name or room_sid,
+        "occurred_at": occurred_at,
         "occurred_at_ms": occurred_ms,
-        "sequence_number": _int_or_none(params, "SequenceNumber"),
-        "received_at": format_ms(received_at_ms),
+        "sequence_number": _int_value("SequenceNumber", get("SequenceNumber") or None),
+        "received_at": _format_received(received_at_ms),
         "room": room,
         "participant": participant,
         "track": track,
         "recording": recording,
         "config": None,
         "end_reason": "callback" if event_type == "room-ended" else None,
-        "params": _raw(params),
+        "params": _raw(params) if raw is None else raw,
         "native": None,
     }
 

@@ -20,6 +20,7 @@ Nothing is published for a request answered 4xx.
 
 from __future__ import annotations
 
+import logging
 import time
 
 from aiohttp import web
@@ -34,6 +35,7 @@ from service.http.responses import json_response
 from service.http.urls import request_url
 from service.kafka.producer import PublishError, RecordRejected
 from service.metrics import Metrics
+from service.settings import Settings
 
 log = logs.get("roomevents.callbacks")
 ALLOW = ", ".join(sorted(ALLOWED_METHODS))
@@ -49,8 +51,12 @@ def _error(status: int, message: str, headers: dict | None = None) -> web.Respon
 
 def _count(metrics: Metrics, label: str, status: str) -> None:
     """One callback answered: Twilio's own counter, and the all-providers one."""
-    metrics.callbacks.labels(label, status).inc()
-    metrics.webhooks.labels("twilio", label, status).inc()
+    metrics.callbacks.increment(label, status)
+    metrics.webhooks.increment("twilio", label, status)
+
+
+def _too_large(settings: Settings) -> str:
+    return f"Request body exceeds {settings.max_body_bytes} bytes"
 
 
 def _event_label(name: str | None) -> str:
@@ -69,26 +75,28 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
     if method not in ALLOWED_METHODS:
         _count(metrics, "unknown", "405")
         return _error(405, f"Method {method} is not allowed for status callbacks", {"Allow": ALLOW})
-    too_large = f"Request body exceeds {settings.max_body_bytes} bytes"
-    if request.content_length is not None and request.content_length > settings.max_body_bytes:
+    content_length = request.content_length
+    if content_length is not None and content_length > settings.max_body_bytes:
         _count(metrics, "unknown", "413")
-        return _error(413, too_large)
+        return _error(413, _too_large(settings))
     try:
         body = await read_body(request, settings.body_timeout_s)
     except web.HTTPRequestEntityTooLarge:
         _count(metrics, "unknown", "413")
-        return _error(413, too_large)
+        return _error(413, _too_large(settings))
     except BodyTimeout:
         _count(metrics, "unknown", "408")
         metrics.connections_timed_out.labels("body").inc()
         response = _error(408, f"Request body not received within {settings.body_timeout_s:g} s")
         response.force_close()
         return response
+    headers = request.headers
+    raw_path = request.raw_path
     try:
         parsed = parse_callback(
             method,
-            request.raw_path.partition("?")[2],
-            request.headers.get("Content-Type"),
+            raw_path.partition("?")[2],
+            headers.get("Content-Type"),
             body,
             settings.max_body_bytes,
             settings.max_callback_params,
@@ -98,15 +106,17 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
         return _error(exc.status, exc.message, {"Allow": ALLOW} if exc.status == 405 else None)
 
     url = request_url(request)
-    algorithm = signature.signature_algorithm(request.headers.get(signature.SIGNATURE_SETTINGS_HEADER))
+    algorithm = signature.signature_algorithm(headers.get(signature.SIGNATURE_SETTINGS_HEADER))
     ok = app[_VERIFIER].verify(
         url,
         None if parsed.json_body else parsed.body_params,
-        request.headers.get(signature.SIGNATURE_HEADER),
+        headers.get(signature.SIGNATURE_HEADER),
         algorithm,
         body if parsed.json_body else None,
     )
-    label = _event_label(parsed.first("StatusCallbackEvent"))
+    params = parsed.params
+    event_name = parsed.first("StatusCallbackEvent")
+    label = _event_label(event_name)
     if not ok:
         metrics.signature_failures.inc()
         _count(metrics, label, "403")
@@ -133,10 +143,11 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
     room_keys = app[ROOM_KEYS]
     room_name = parsed.first("RoomName")
     try:
-        require(parsed.params, ("RoomSid", "StatusCallbackEvent"))
+        if not (room_sid and event_name):  # a first value present: nothing missing (else: which is)
+            require(params, ("RoomSid", "StatusCallbackEvent"))
         # Without RoomName the record is keyed by the name the room is known by: one fold per room.
         known_name = None if room_name else room_keys.name_of(room_sid)
-        event = records.from_callback(parsed.params, int(time.time() * 1000), known_name=known_name)
+        event = records.from_callback(params, int(time.time() * 1000), known_name=known_name)
     except (CallbackParseError, records.RecordError) as exc:
         _count(metrics, label, "400")
         return _error(400, getattr(exc, "message", str(exc)))
@@ -175,8 +186,11 @@ async def handle_callback(request: web.Request) -> web.StreamResponse:
             event_type=event["type"],
         )
     _count(metrics, label, "204")
-    metrics.records.labels(label).inc()
-    log.debug("callback published", room_sid=event["room_sid"], event_type=event["type"], event_id=event["event_id"])
+    metrics.records.increment(label)
+    if logs.enabled_for(logging.DEBUG):
+        log.debug(
+            "callback published", room_sid=event["room_sid"], event_type=event["type"], event_id=event["event_id"]
+        )
     return web.Response(status=204)
 
 

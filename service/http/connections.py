@@ -55,7 +55,16 @@ class BodyTimeout(Exception):
 
 
 async def read_body(request: web.Request, timeout_s: float) -> bytes:
-    """The whole body within `timeout_s` (BodyTimeout otherwise); aiohttp's 413 passes through."""
+    """The whole body within `timeout_s` (BodyTimeout otherwise); aiohttp's 413 passes through.
+
+    A body already received whole (nearly every callback: it arrives with its head) is read at once:
+    reading it cannot wait, so it needs no timer (asyncio.wait_for costs a task and a timer)."""
+    content = request.content
+    if content.is_eof():
+        body = content.read_nowait()  # all of it: what request.read() returns, less its machinery
+        if len(body) > request.client_max_size:  # as request.read() checks it
+            raise web.HTTPRequestEntityTooLarge(max_size=request.client_max_size, actual_size=len(body))
+        return body
     try:
         return await asyncio.wait_for(request.read(), timeout_s)
     except TimeoutError:
@@ -202,6 +211,19 @@ class GuardedServer(web.Server):
         return GuardedRequestHandler(self, guard=self.guard, loop=self._loop, **self._kwargs)
 
 
+def _drop_current_app_fixer(app: web.Application) -> None:
+    """aiohttp adds a layer of its own to an app's middlewares that sets `request.app` to the app
+    whose middlewares run (it differs only with sub-applications): an app without sub-applications
+    serves the same without it, and saves a coroutine per request. Done once the app is frozen (its
+    middleware chain is built); nothing changes when aiohttp's internals are not as expected."""
+    handlers = getattr(app, "_middlewares_handlers", None)
+    if getattr(app, "_subapps", True) or not isinstance(handlers, tuple):
+        return
+    kept = tuple(h for h in handlers if not getattr(h[0], "__qualname__", "").startswith("_fix_request_current_app"))
+    if len(kept) == len(handlers) - 1:
+        app._middlewares_handlers = kept  # type: ignore[attr-defined]
+
+
 class GuardedAppRunner(web.AppRunner):
     """An AppRunner serving through GuardedServer."""
 
@@ -211,6 +233,7 @@ class GuardedAppRunner(web.AppRunner):
 
     async def _make_server(self) -> web.Server:
         server = await super()._make_server()  # the app's startup, as AppRunner does it
+        _drop_current_app_fixer(self.app)
         server.__class__ = GuardedServer  # web.Server has no __slots__; only __call__ differs
         server.guard = self._guard  # type: ignore[attr-defined]
         return server

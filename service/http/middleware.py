@@ -1,15 +1,15 @@
-"""Request middlewares, outermost first (see `MIDDLEWARES`).
+"""The request middleware: one aiohttp layer (`front`) for what every request gets, one function per
+concern, in this order:
 
-- `front`, one coroutine for what every request gets, one function per concern, in this order:
-  - a request id (the client's X-Request-Id if it is a plain token, else a fresh one) bound to the
-    logs of the request;
-  - load shedding: past ROOMEVENTS_MAX_IN_FLIGHT requests in flight, 503 + Retry-After;
-  - one log line (at INFO, with the room SID a handler set) and one metric per request.
-- `twilio_errors`: errors as Twilio's JSON (TwilioError, an unacknowledged publish, aiohttp's own
-  HTTP errors, and anything unexpected as a logged 500).
+- a request id (the client's X-Request-Id if it is a plain token, else a fresh one) bound to the
+  logs of the request (`_assign_request_id`);
+- load shedding: past ROOMEVENTS_MAX_IN_FLIGHT requests in flight, 503 + Retry-After (`_admit`);
+- errors as Twilio's JSON (`_error_response`: TwilioError, an unacknowledged publish, aiohttp's own
+  HTTP errors, and anything unexpected as a logged 500);
+- one log line (at INFO, with the room SID a handler set) and one metric per request (`_observe`).
 
-One middleware layer rather than three (each costs a coroutine per request on the hot path), but
-still one function per concern: `_assign_request_id`, `_shed_load`, `_observe`.
+One layer, and no coroutine per concern: each layer (and each coroutine awaited in it) costs a
+frame, a resumption and, for an aiohttp layer, a partial on every request of the hot path.
 """
 
 from __future__ import annotations
@@ -68,60 +68,70 @@ def _assign_request_id(request: web.Request) -> str:
     return request_id
 
 
-async def _shed_load(request: web.Request, handler: Handler, route: str) -> web.StreamResponse:
-    """Concern 2: past ROOMEVENTS_MAX_IN_FLIGHT requests in flight, 503 + Retry-After."""
-    if route in _NOT_COUNTED:
-        return await handler(request)
-    app = request.app
+def _admit(app: web.Application) -> web.Response | None:
+    """Concern 2: past ROOMEVENTS_MAX_IN_FLIGHT requests in flight, a 503 + Retry-After to answer;
+    None when the request is admitted (counted in flight until `_release`). Probes and the stream
+    are not counted (`_NOT_COUNTED`)."""
     load = app[SERVER_LOAD]
     if load.in_flight >= app[SETTINGS].max_in_flight:
         app[METRICS].shed.inc()
         return unavailable("Too many requests in flight; retry shortly")
     load.in_flight += 1
-    try:
-        return await handler(request)
-    finally:
-        load.in_flight -= 1
+    return None
 
 
-def _observe(request: web.Request, route: str, status: int, started: float, request_id: str) -> None:
-    """Concern 3: one metric and (probes aside) one log line per request."""
-    request.app[METRICS].http_requests.labels(route, request.method, str(status)).inc()
+def _release(app: web.Application) -> None:
+    app[SERVER_LOAD].in_flight -= 1
+
+
+def _error_response(request: web.Request, exc: Exception) -> web.Response:
+    """Concern 3: an error a handler raised, as Twilio's JSON (called in its `except` block)."""
+    if isinstance(exc, TwilioError):
+        # A 503 (event store, a create's decision, the history store) tells the client when to retry.
+        return twilio_error(exc, headers={"Retry-After": "1"} if exc.status == 503 else None)
+    if isinstance(exc, PublishError):
+        log.warning("publish failed", error=str(exc))
+        return unavailable("Event store unavailable; retry shortly")
+    if isinstance(exc, web.HTTPException):  # the router's 404/405, aiohttp's 413...
+        return http_exception(exc)
+    log.exception("unhandled error", method=request.method, path=request.path)
+    return internal_error()
+
+
+def _observe(
+    app: web.Application, request: web.Request, route: str, status: int, started: float, request_id: str
+) -> None:
+    """Concern 4: one metric and (probes aside) one log line per request."""
+    method = request.method
+    app[METRICS].http_requests.increment(route, method, str(status))
     if route not in _PROBES:
         elapsed_ms = round((time.perf_counter() - started) * 1000, 2)
-        logs.request_line(request.method, request.path, status, elapsed_ms, request.get(ROOM_SID), request_id)
+        logs.request_line(method, request.path, status, elapsed_ms, request.get(ROOM_SID), request_id)
 
 
 @web.middleware
 async def front(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """The three concerns above in one aiohttp layer (each layer costs a coroutine per request)."""
+    """The four concerns above in one aiohttp layer."""
     started = time.perf_counter()
     request_id = _assign_request_id(request)
     token = logs.bind_request_id(request_id)
     route = _route(request)
+    app = request.app
+    counted = route not in _NOT_COUNTED
     try:
-        response = await _shed_load(request, handler, route)
+        response = _admit(app) if counted else None
+        if response is None:
+            try:
+                response = await handler(request)
+            except Exception as exc:
+                response = _error_response(request, exc)
+            finally:
+                if counted:
+                    _release(app)
     finally:
         logs.reset_request_id(token)
-    _observe(request, route, response.status, started, request_id)
+    _observe(app, request, route, response.status, started, request_id)
     return response
 
 
-@web.middleware
-async def twilio_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    try:
-        return await handler(request)
-    except TwilioError as err:
-        # A 503 (event store, a create's decision, the history store) tells the client when to retry.
-        return twilio_error(err, headers={"Retry-After": "1"} if err.status == 503 else None)
-    except PublishError as err:
-        log.warning("publish failed", error=str(err))
-        return unavailable("Event store unavailable; retry shortly")
-    except web.HTTPException as exc:  # the router's 404/405, aiohttp's 413...
-        return http_exception(exc)
-    except Exception:
-        log.exception("unhandled error", method=request.method, path=request.path)
-        return internal_error()
-
-
-MIDDLEWARES = (front, twilio_errors)
+MIDDLEWARES = (front,)
