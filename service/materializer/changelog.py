@@ -41,7 +41,7 @@ YIELD_EVERY = 2000
 # A snapshot is due once the changelog grew by more than max(SNAPSHOT_FACTOR x rooms held,
 # SNAPSHOT_MIN_RECORDS) records since the last one.
 SNAPSHOT_FACTOR = 2
-SNAPSHOT_MIN_RECORDS = 1000
+SNAPSHOT_MIN_RECORDS = 5000  # a small partition restores from at most this many records (and its rooms)
 
 Item = tuple[bytes, bytes | None, list[tuple[str, bytes]]]
 
