@@ -252,25 +252,7 @@ async def test_materializer_workers_split_the_partitions_and_stop_cleanly(settin
     expected = clean_run(events)
     follower = await follow(settings)
     metrics_port = free_port()
-    env = service_env(
-        settings,
-        ROOMEVENTS_WORKERS="2",
-        ROOMEVENTS_METRICS_PORT=str(metrics_port),
-        ROOMEVENTS_TIMERS="false",
-        ROOMEVENTS_LOG_LEVEL="INFO",
-        ROOMEVENTS_LOG_FORMAT="json",
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service.cli", "materializer", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    lines: list[dict] = []
-
-    async def read_log():
-        async for raw in proc.stderr:
-            if raw.startswith(b"{"):
-                lines.append(orjson.loads(raw))
-
-    reader = asyncio.create_task(read_log())
+    proc, lines, reader = await _two_workers(settings, metrics_port, ROOMEVENTS_TIMERS="false")
     everything = set(range(settings.topic_partitions))
 
     def owned() -> dict[int, set[int]]:
@@ -337,24 +319,7 @@ async def test_a_materializer_worker_that_dies_stops_the_others(settings):
     stopped cleanly and the exit code is the dead worker's (128 + 9), so the pod restarts whole."""
     from service.kafka.broker import free_port
 
-    env = service_env(
-        settings,
-        ROOMEVENTS_WORKERS="2",
-        ROOMEVENTS_METRICS_PORT=str(free_port()),
-        ROOMEVENTS_LOG_LEVEL="INFO",
-        ROOMEVENTS_LOG_FORMAT="json",
-    )
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "service.cli", "materializer", env=env, stderr=asyncio.subprocess.PIPE
-    )
-    lines: list[dict] = []
-
-    async def read_log():
-        async for raw in proc.stderr:
-            if raw.startswith(b"{"):
-                lines.append(orjson.loads(raw))
-
-    reader = asyncio.create_task(read_log())
+    proc, lines, reader = await _two_workers(settings, free_port())
     try:
         # Both workers have joined the group (their signal handlers are in place).
         await wait_until(
@@ -373,3 +338,27 @@ async def test_a_materializer_worker_that_dies_stops_the_others(settings):
     events = [line["event"] for line in lines]
     assert "materializer worker exited; stopping the others" in events
     assert events.count("materializer stopped") == 1  # the survivor stopped cleanly
+
+
+async def _two_workers(settings, metrics_port: int, **env: str) -> tuple:
+    """`roomevents materializer` with ROOMEVENTS_WORKERS=2 and JSON logs at INFO, its log lines
+    collected as they come: (process, lines, the reading task)."""
+    env = service_env(
+        settings,
+        ROOMEVENTS_WORKERS="2",
+        ROOMEVENTS_METRICS_PORT=str(metrics_port),
+        ROOMEVENTS_LOG_LEVEL="INFO",
+        ROOMEVENTS_LOG_FORMAT="json",
+        **env,
+    )
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "service.cli", "materializer", env=env, stderr=asyncio.subprocess.PIPE
+    )
+    lines: list[dict] = []
+
+    async def read_log() -> None:
+        async for raw in proc.stderr:
+            if raw.startswith(b"{"):
+                lines.append(orjson.loads(raw))
+
+    return proc, lines, asyncio.create_task(read_log())
