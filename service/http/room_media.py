@@ -12,9 +12,10 @@ from service.events import record as records
 from service.http.auth import requires_basic_auth
 from service.http.responses import json_response
 from service.http.room_lookup import room_or_404
+from service.http.room_sub_lists import sub_list_page
 from service.http.urls import external_base
 from service.rooms.errors import not_found
-from service.rooms.query import enum_query, in_range, paging, parse_date_ms, query_filters
+from service.rooms.query import enum_query, paging
 from service.rooms.resource import decode_token, page_meta, recording_resource, recording_rules_resource, window
 
 RECORDING_STATUSES = ("processing", "completed", "deleted", "failed")
@@ -34,39 +35,20 @@ async def list_recordings(request: web.Request) -> web.Response:
     q = request.query
     status = enum_query("Status", q.get("Status"), RECORDING_STATUSES)
     source_sid = q.get("SourceSid") or None
-    after_ms = parse_date_ms("DateCreatedAfter", q.get("DateCreatedAfter"))
-    before_ms = parse_date_ms("DateCreatedBefore", q.get("DateCreatedBefore"))
-    page, page_size = paging(q)
-    page_token = q.get("PageToken") or None
-    token = decode_token(page_token, (str, str)) if page_token else None
-
-    def created_ms(r: Mapping[str, Any]) -> int | None:
-        return records.parse_timestamp_ms(r["date_created"]) if r.get("date_created") else None
-
-    recordings = sorted(
-        (
+    return sub_list_page(
+        request,
+        doc,
+        name="recordings",
+        items=(
             r
             for r in doc.get("recordings", [])
-            if (status is None or r["status"] == status)
-            and (source_sid is None or r.get("source_sid") == source_sid)
-            and in_range(created_ms(r), after_ms, before_ms)
+            if (status is None or r["status"] == status) and (source_sid is None or r.get("source_sid") == source_sid)
         ),
+        created_ms=lambda r: records.parse_timestamp_ms(r["date_created"]) if r.get("date_created") else None,
         key=_recording_key,
+        filters=("Status", "SourceSid"),
+        resource=recording_resource,
     )
-    win = window(recordings, _recording_key, page_size, offset=page * page_size, token=token)
-    base = external_base(request)
-    filters = query_filters(q, ("Status", "SourceSid", "DateCreatedAfter", "DateCreatedBefore"))
-    meta = page_meta(
-        f"{base}/v1/Rooms/{doc['sid']}/Recordings",
-        "recordings",
-        filters,
-        page,
-        page_size,
-        page_token,
-        win,
-        _recording_key,
-    )
-    return json_response({"recordings": [recording_resource(doc, r, base) for r in win.items], "meta": meta})
 
 
 @requires_basic_auth

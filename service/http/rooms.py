@@ -52,7 +52,7 @@ from __future__ import annotations
 import asyncio
 import time
 import uuid
-from typing import Any, Mapping
+from typing import Mapping
 from urllib.parse import parse_qsl
 
 import orjson
@@ -70,6 +70,7 @@ from service.http.room_lookup import (
     room_or_404,
     visible,
 )
+from service.http.room_sub_lists import sub_list_page
 from service.http.urls import external_base
 from service.rooms import params as room_params
 from service.rooms.errors import TwilioError, not_found
@@ -304,40 +305,20 @@ async def list_participants(request: web.Request) -> web.Response:
         "connected" if doc["status"] == "in-progress" else "disconnected"
     )
     identity = q.get("Identity") or None
-    after_ms = parse_date_ms("DateCreatedAfter", q.get("DateCreatedAfter"))
-    before_ms = parse_date_ms("DateCreatedBefore", q.get("DateCreatedBefore"))
-    page, page_size = paging(q)
-    page_token = q.get("PageToken") or None
-    token = decode_token(page_token, (str, str)) if page_token else None
-
-    def start_ms(p: Mapping[str, Any]) -> int | None:
-        return records.parse_timestamp_ms(p["start_time"]) if p.get("start_time") else None
-
-    participants = sorted(
-        (
+    return sub_list_page(
+        request,
+        doc,
+        name="participants",
+        items=(
             p
             for p in doc.get("participants", [])
-            if p["status"] == status
-            and (identity is None or p["identity"] == identity)
-            and in_range(start_ms(p), after_ms, before_ms)
+            if p["status"] == status and (identity is None or p["identity"] == identity)
         ),
+        created_ms=lambda p: records.parse_timestamp_ms(p["start_time"]) if p.get("start_time") else None,
         key=participant_key,
+        filters=("Status", "Identity"),
+        resource=participant_resource,
     )
-    win = window(participants, participant_key, page_size, offset=page * page_size, token=token)
-    base = external_base(request)
-    filters = query_filters(q, ("Status", "Identity", "DateCreatedAfter", "DateCreatedBefore"))
-    # Links address the room by SID: a unique name stops resolving once the room completes.
-    meta = page_meta(
-        f"{base}/v1/Rooms/{doc['sid']}/Participants",
-        "participants",
-        filters,
-        page,
-        page_size,
-        page_token,
-        win,
-        participant_key,
-    )
-    return json_response({"participants": [participant_resource(doc, p, base) for p in win.items], "meta": meta})
 
 
 @requires_basic_auth
