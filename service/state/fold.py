@@ -11,6 +11,7 @@ What a state means (status, end time...) is in views.py, the room document in re
 
 from __future__ import annotations
 
+from sys import intern
 from typing import Any, Mapping, Optional, TypeVar
 
 from service.events.shapes import FoldedEvent, ParticipantFields, RecordingFields, TrackFields
@@ -28,7 +29,14 @@ _RECORDING_STATUS = {
 }
 _TRACK_TOGGLES = {"track-added": True, "track-enabled": True, "track-disabled": False}
 _PARTICIPANT_EDGES = ("participant-connected", "participant-disconnected")
-_NO_FIELDS: Mapping[str, Any] = {}  # an event without room fields (read, never written)
+_NO_FIELDS: Mapping[str, Any] = {}
+
+
+def _intern(value: Optional[str]) -> Optional[str]:
+    """One string object for the values that many rooms share (types, kinds, the account): each event
+    compares its own copy with the stored one, which stays in the CPU cache when every room stores the
+    same object, not a copy of its own."""
+    return intern(value) if type(value) is str else value  # an event without room fields (read, never written)
 
 
 # tuple.__new__(Order, ...) is what Order(...) does, without its Python-level __new__: the fold builds
@@ -117,21 +125,21 @@ def fold(state: RoomState | None, event: FoldedEvent) -> RoomState:
     last = s["last_order"]
     if last is None or order > last:
         s["last_order"] = order
-        s["last_type"] = kind
+        s["last_type"] = _intern(kind)
     # Almost always equal to what is stored: one comparison each on the hot path.
     value = get("account_sid")
     if value is not None and value != s["account_sid"]:
-        s["account_sid"] = _min(s["account_sid"], value)
+        s["account_sid"] = _intern(_min(s["account_sid"], value))
     value = get("room_name")
     if value is not None and value != s["room_name"] and value != s["sid"]:
         s["room_name"] = _min(s["room_name"], value)
     value = room.get("type")
     if value is not None and value != s["room_type"]:
-        s["room_type"] = _min(s["room_type"], value)
+        s["room_type"] = _intern(_min(s["room_type"], value))
     value = get("provider") or "twilio"  # version 1 records are twilio's
     current = s.get("provider")
     if value != current:
-        s["provider"] = _provider(current, value)
+        s["provider"] = _intern(_provider(current, value))
 
     if kind == "room-created":
         s["created_ms"] = _min(s["created_ms"], ts)
@@ -219,7 +227,7 @@ def _fold_track(
         new["participant_sid"] = _min(cur["participant_sid"], value)
     value = t.get("kind")
     if value is not None and value != cur["kind"]:
-        new["kind"] = _min(cur["kind"], value)
+        new["kind"] = _intern(_min(cur["kind"], value))
     value = t.get("name")
     if value is not None and value != cur["name"]:
         new["name"] = _min(cur["name"], value)
