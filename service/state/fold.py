@@ -29,14 +29,14 @@ _RECORDING_STATUS = {
 }
 _TRACK_TOGGLES = {"track-added": True, "track-enabled": True, "track-disabled": False}
 _PARTICIPANT_EDGES = ("participant-connected", "participant-disconnected")
-_NO_FIELDS: Mapping[str, Any] = {}
+_NO_FIELDS: Mapping[str, Any] = {}  # an event without room fields (read, never written)
 
 
 def _intern(value: Optional[str]) -> Optional[str]:
     """One string object for the values that many rooms share (types, kinds, the account): each event
     compares its own copy with the stored one, which stays in the CPU cache when every room stores the
     same object, not a copy of its own."""
-    return intern(value) if type(value) is str else value  # an event without room fields (read, never written)
+    return intern(value) if type(value) is str else value
 
 
 # tuple.__new__(Order, ...) is what Order(...) does, without its Python-level __new__: the fold builds
