@@ -60,6 +60,7 @@ __all__ = [  # the record's shape and schema live next door; this is the module 
     "encode",
     "format_ms",
     "format_twilio_date",
+    "format_twilio_second",
     "from_callback",
     "json_schema",
     "parse_timestamp_ms",
@@ -153,7 +154,12 @@ def format_twilio_date(ms: int | None) -> str | None:
     """Epoch ms -> the room resource's date format (ISO 8601 UTC, second precision, Z)."""
     if ms is None:
         return None
-    return datetime.fromtimestamp(ms // 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return format_twilio_second(ms // 1000)
+
+
+def format_twilio_second(second: int) -> str:
+    """Epoch seconds -> the room resource's date format (what format_twilio_date writes)."""
+    return datetime.fromtimestamp(second, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 # ---------------------------------------------------------------- building records

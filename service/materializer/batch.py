@@ -106,26 +106,29 @@ async def fold(
                 consumer.seek(tp, messages[0].offset)
             continue  # or revoked while fetched: the new owner reads them
         outcome = out.outcomes.setdefault(tp.partition, PartitionOutcome())
+        # Once per event: what the loop calls is looked up once per fetch.
+        decode, take, mark_changed, types = records.decode_for_fold, book.take, outcome.changed.add, out.types
         for n, message in enumerate(messages, 1):
-            if n % YIELD_EVERY == 0:
+            if not n % YIELD_EVERY:
                 await asyncio.sleep(0)  # lets the fetcher send its next requests while we fold
             try:
-                event = records.decode_for_fold(message.value)
-                applied = book.take(event, message.offset)
+                event = decode(message.value)
+                sid, changed, refused = take(event, message.offset)
             except records.RecordError as exc:  # undecodable, unknown version, or a shape the fold cannot take
                 await _dead_letter(publisher, tp, message, "poison", f"{type(exc).__name__}: {exc}")
                 continue
-            if applied.refused is not None:  # a late event of a retired room (service/state/retention.py)
-                await _dead_letter(publisher, tp, message, applied.refused, f"room {applied.sid}")
+            if refused is not None:  # a late event of a retired room (service/state/retention.py)
+                await _dead_letter(publisher, tp, message, refused, f"room {sid}")
                 continue
-            if applied.changed:
-                outcome.changed.add(applied.sid)
-            out.types[event["type"]] += 1
+            if changed:
+                mark_changed(sid)
+            kind = event["type"]
+            types[kind] = types.get(kind, 0) + 1
             if debug:
                 log.debug(
                     "event folded",
-                    room_sid=applied.sid,
-                    type=event["type"],
+                    room_sid=sid,
+                    type=kind,
                     event_id=event["event_id"],
                     partition=tp.partition,
                     offset=message.offset,

@@ -34,6 +34,7 @@ from service.settings import Settings
 from service.state import changelog as entries
 from service.state.book import RoomBook
 from service.state.render import render
+from service.state.shapes import RoomState
 
 log = logs.get(__name__)
 
@@ -69,10 +70,10 @@ class PartitionOutcome:
     expired: list[str] = field(default_factory=list)  # retired SIDs no longer remembered
 
 
-def state_document(book: RoomBook, sid: str) -> dict:
-    doc = render(book.rooms[sid])
+def state_document(state: RoomState, version: int | None) -> dict:
+    doc = render(state)
     # Monotonic per room: the greatest events-topic offset folded into it (the history store's guard).
-    doc["version"] = book.versions.get(sid)
+    doc["version"] = version
     return doc
 
 
@@ -204,13 +205,14 @@ class ChangelogWriter:
         for n, sid in enumerate(list(sids), 1):
             if n % YIELD_EVERY == 0:
                 await asyncio.sleep(0)
-            state = book.rooms.get(sid)
+            state = book.rooms.get(sid)  # an ended room is decompressed: once
             if state is None:
                 continue
-            doc = state_document(book, sid)
+            version = book.versions.get(sid)
+            doc = state_document(state, version)
             key = sid.encode()
             state_items.append((key, orjson.dumps(doc), cloudevents.state_headers(doc)))
-            changelog_items.append((key, entries.encode_room(state, book.versions.get(sid)), []))
+            changelog_items.append((key, entries.encode_room(state, version), []))
         return state_items, changelog_items
 
 

@@ -79,7 +79,8 @@ class RoomBook:
         rooms = self.rooms
         before = rooms.get(sid)
         retention = self.retention
-        if retention is not None:
+        # Only a room not held, or a retired one, can be refused: most events skip asking.
+        if retention is not None and (before is None or sid in retention.retired):
             refused = retention.late_reason(event, before is not None)
             if refused is not None:
                 return _new(Applied, (sid, False, refused))
@@ -116,7 +117,9 @@ class RoomBook:
                 retention.advance(event_time(occurred, _received_ms(event)))
             if room_status != "in-progress":
                 retention.ended(sid, after)
-        return _new(Applied, (sid, after is not before and after != before, None))
+        # A later event moved the room's last order: changed, without comparing the whole states.
+        changed = before is None or (after["last_order"] is not before["last_order"] or after != before)
+        return _new(Applied, (sid, changed, None))
 
     def apply_all(self, events: Iterable[Mapping[str, Any]]) -> set[str]:
         return {self.apply(e) for e in events}

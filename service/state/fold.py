@@ -11,6 +11,7 @@ What a state means (status, end time...) is in views.py, the room document in re
 
 from __future__ import annotations
 
+from sys import intern
 from typing import Any, Mapping, Optional, TypeVar
 
 from service.events.shapes import FoldedEvent, ParticipantFields, RecordingFields, TrackFields
@@ -28,6 +29,14 @@ _RECORDING_STATUS = {
 }
 _TRACK_TOGGLES = {"track-added": True, "track-enabled": True, "track-disabled": False}
 _PARTICIPANT_EDGES = ("participant-connected", "participant-disconnected")
+_NO_FIELDS: Mapping[str, Any] = {}  # an event without room fields (read, never written)
+
+
+def _intern(value: Optional[str]) -> Optional[str]:
+    """One string object for the values that many rooms share (types, kinds, the account): each event
+    compares its own copy with the stored one, which stays in the CPU cache when every room stores the
+    same object, not a copy of its own."""
+    return intern(value) if type(value) is str else value
 
 
 # tuple.__new__(Order, ...) is what Order(...) does, without its Python-level __new__: the fold builds
@@ -102,38 +111,43 @@ def _provider(current: Optional[str], reported: str) -> str:
 
 def fold(state: RoomState | None, event: FoldedEvent) -> RoomState:
     """Apply one room event. Returns a new state; `state` is never modified."""
+    # The materializer's hot path (once per event): each field of the event and the state is read once.
     s: RoomState = state.copy() if state is not None else empty(event["room_sid"])
-    order = order_of(event)
-    ts = order.at_ms
+    get = event.get
+    ts = event["occurred_at_ms"]
+    order = _new(Order, (ts, get("sequence_number") or 0, event["event_id"]))
     kind = event["type"]
-    room = event.get("room") or {}
+    room = get("room") or _NO_FIELDS
 
-    if s["first_seen_ms"] is None or ts < s["first_seen_ms"]:
+    first_seen = s["first_seen_ms"]
+    if first_seen is None or ts < first_seen:
         s["first_seen_ms"] = ts
-    if s["last_order"] is None or order > s["last_order"]:
+    last = s["last_order"]
+    if last is None or order > last:
         s["last_order"] = order
-        s["last_type"] = kind
+        s["last_type"] = _intern(kind)
     # Almost always equal to what is stored: one comparison each on the hot path.
-    value = event.get("account_sid")
+    value = get("account_sid")
     if value is not None and value != s["account_sid"]:
-        s["account_sid"] = _min(s["account_sid"], value)
-    value = event.get("room_name")
+        s["account_sid"] = _intern(_min(s["account_sid"], value))
+    value = get("room_name")
     if value is not None and value != s["room_name"] and value != s["sid"]:
         s["room_name"] = _min(s["room_name"], value)
     value = room.get("type")
     if value is not None and value != s["room_type"]:
-        s["room_type"] = _min(s["room_type"], value)
-    value = event.get("provider") or "twilio"  # version 1 records are twilio's
-    if value != s.get("provider"):
-        s["provider"] = _provider(s.get("provider"), value)
+        s["room_type"] = _intern(_min(s["room_type"], value))
+    value = get("provider") or "twilio"  # version 1 records are twilio's
+    current = s.get("provider")
+    if value != current:
+        s["provider"] = _intern(_provider(current, value))
 
     if kind == "room-created":
         s["created_ms"] = _min(s["created_ms"], ts)
-        config = event.get("config")
+        config = get("config")
         if config is not None:
             s["config"] = _earliest(s["config"], order, config)
     elif kind == "room-ended":
-        s["ended"] = _earliest(s["ended"], order, Ended(ts, event.get("end_reason") or "callback"))
+        s["ended"] = _earliest(s["ended"], order, Ended(ts, get("end_reason") or "callback"))
         s["room_duration"] = _max(s["room_duration"], room.get("duration"))
     room_status = room.get("status")
     if room_status is not None and room_status != "in-progress":
@@ -143,13 +157,13 @@ def fold(state: RoomState | None, event: FoldedEvent) -> RoomState:
             # Twilio says the room is over even though its room-ended (if any) is not here.
             s["completed_seen"] = _earliest(s["completed_seen"], order, ts)
 
-    participant = event.get("participant")
+    participant = get("participant")
     if participant:
         s["participants"] = _fold_participant(s["participants"], participant, kind, ts)
-    track = event.get("track")
+    track = get("track")
     if track:
         s["tracks"] = _fold_track(s["tracks"], track, participant, kind, order)
-    recording = event.get("recording")
+    recording = get("recording")
     if recording:
         s["recordings"] = _fold_recording(s["recordings"], recording, participant, kind, ts)
     return s
@@ -213,7 +227,7 @@ def _fold_track(
         new["participant_sid"] = _min(cur["participant_sid"], value)
     value = t.get("kind")
     if value is not None and value != cur["kind"]:
-        new["kind"] = _min(cur["kind"], value)
+        new["kind"] = _intern(_min(cur["kind"], value))
     value = t.get("name")
     if value is not None and value != cur["name"]:
         new["name"] = _min(cur["name"], value)
@@ -221,8 +235,9 @@ def _fold_track(
         new["added_ms"] = _min(cur["added_ms"], order.at_ms)
     elif kind == "track-removed":
         new["removed_ms"] = _max(cur["removed_ms"], order.at_ms)
-    if kind in _TRACK_TOGGLES:
-        new["enabled"] = _lww(cur["enabled"], order, _TRACK_TOGGLES[kind])
+    enabled = _TRACK_TOGGLES.get(kind)
+    if enabled is not None:
+        new["enabled"] = _lww(cur["enabled"], order, enabled)
     out = tracks.copy()
     out[sid] = new
     return out

@@ -19,7 +19,15 @@ from service.state.views import (
 
 # Rendering formats the same instants again and again (a room's creation, each join): cache them.
 format_ms = lru_cache(maxsize=1 << 16)(_record.format_ms)
-format_twilio_date = lru_cache(maxsize=1 << 16)(_record.format_twilio_date)
+# By the second, not the millisecond: joins and creations of many rooms share seconds, so the cache
+# holds every date a window's rooms show (by the millisecond, 10,000 rooms of 8 participants
+# cycled through more keys than it holds, and nearly every date was formatted anew).
+_format_second = lru_cache(maxsize=1 << 16)(_record.format_twilio_second)
+
+
+def format_twilio_date(ms: int | None) -> str | None:
+    return None if ms is None else _format_second(ms // 1000)
+
 
 # Twilio room-resource fields, in Twilio's order; `url` and `links` are added by the read API.
 RESOURCE_FIELDS = (
