@@ -52,3 +52,26 @@ def test_a_tombstone_removes_the_room_and_tells_the_listeners():
     assert index.remove("RMb")
     assert index.get("live") is None and index.in_progress == {}
     assert [s.sid for s in index.query()] == []
+
+
+def test_listeners_get_each_document_as_json_on_one_line_to_send_as_is():
+    """Streams write `_json` as an event's one `data:` line, without encoding the document again: the
+    bytes read from the state topic, unless they span lines (then the document re-encoded)."""
+    import orjson
+
+    index = RoomIndex()
+    heard = []
+    index.listeners.append(heard.append)
+    as_read = orjson.dumps(doc("RMa", "in-progress", 1))
+    index.put(orjson.loads(as_read), as_read, partition=2, offset=7)
+    assert heard[-1]["_json"] is as_read and index.docs.json("RMa") == as_read
+    assert (heard[-1]["_partition"], heard[-1]["_offset"]) == (2, 7)
+
+    pretty = orjson.dumps(doc("RMa", "completed", 1), option=orjson.OPT_INDENT_2)
+    assert b"\n" in pretty
+    index.put(orjson.loads(pretty), pretty, partition=2, offset=8)
+    assert heard[-1]["_json"] == orjson.dumps(doc("RMa", "completed", 1)) == index.docs.json("RMa")
+
+    index.put(doc("RMb", "in-progress", 2, name="other"))  # no bytes at hand: encoded once, here
+    assert orjson.loads(heard[-1]["_json"]) == doc("RMb", "in-progress", 2, name="other")
+    assert index.docs.json("RMc") is None

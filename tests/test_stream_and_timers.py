@@ -9,7 +9,7 @@ import time
 import aiohttp
 import orjson
 
-from tests.helpers import basic_auth, running_system, wait_until
+from tests.helpers import basic_auth, read_topic, running_system, wait_until
 
 
 async def read_events(response: aiohttp.ClientResponse, until, timeout: float = 20.0) -> list[dict]:
@@ -31,6 +31,8 @@ async def read_events(response: aiohttp.ClientResponse, until, timeout: float = 
                 continue
             key, _, value = line.partition(": ")
             frame[key] = orjson.loads(value) if key == "data" else value
+            if key == "data":
+                frame["data_text"] = value
 
     await asyncio.wait_for(pump(), timeout)
     return events
@@ -56,6 +58,11 @@ async def test_stream_snapshot_live_changes_and_resume(settings):
             live = await read_events(resp, lambda ev: any(e["data"].get("sid") == second for e in ev))
             last_id = live[-1]["id"]
             assert live[-1]["data"]["status"] == "in-progress"
+        # Each room event's data is the room's document as the state topic holds it, byte for byte.
+        latest = {m.key: m.value for m in await read_topic(settings.kafka_bootstrap_servers, settings.state_topic)}
+        for event in snapshot + live:
+            if event["event"] == "room":
+                assert event["data_text"].encode() == latest[event["data"]["sid"].encode()]
         # While the dashboard is away: one room completes, another is created.
         async with http.post(f"{base}/v1/Rooms/{first}", data={"Status": "completed"}, headers=basic_auth()) as r:
             assert r.status == 202

@@ -61,10 +61,6 @@ def _decode_position(text: str) -> dict[int, int] | None:
         return None
 
 
-def _public(doc: dict) -> dict:
-    return {k: v for k, v in doc.items() if not k.startswith("_")}
-
-
 class _Pending:
     """One client's changes not yet written: at most one per room, the latest (coalesced by SID), in
     the order of their latest change, so memory is bounded by the rooms, not by the changes, and a
@@ -153,9 +149,9 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
         chunk: list[bytes] = []
         size = 0
         for summary in backlog:
-            doc = rooms.get(summary.sid)
-            if doc is not None:
-                chunk.append(_event("room", _public(doc), None))
+            text = rooms.json(summary.sid)
+            if text is not None:
+                chunk.append(_json_event("room", text, None))
                 size += len(chunk[-1])
                 if size >= BACKLOG_WRITE_BYTES:
                     await write(b"".join(chunk))
@@ -187,7 +183,8 @@ async def stream_rooms(request: web.Request) -> web.StreamResponse:
                 if offset < position.get(partition, 0):
                     continue  # already covered by the snapshot
                 position[partition] = offset + 1
-                events.append(_event("room", _public(doc), _encode_position(position)))
+                # The document's JSON as the index read it (RoomIndex.put): written as is.
+                events.append(_json_event("room", doc["_json"], _encode_position(position)))
             if events:
                 await write(b"".join(events))
     except _SlowClient:
@@ -217,10 +214,16 @@ def _recently_ended(value: str | None) -> int:
 
 
 def _event(name: str, data: dict, event_id: str | None, retry_ms: int | None = None) -> bytes:
+    return _json_event(name, orjson.dumps(data), event_id, retry_ms)
+
+
+def _json_event(name: str, text: bytes, event_id: str | None, retry_ms: int | None = None) -> bytes:
+    """An event whose data is `text`, JSON on one line (as orjson writes it: a newline would end the
+    event's data early; SSE data is one `data:` line here)."""
     head = b"id: " + event_id.encode() + b"\n" if event_id is not None else b""
     if retry_ms is not None:
         head += b"retry: %d\n" % retry_ms
-    return head + b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+    return head + b"event: " + name.encode() + b"\ndata: " + text + b"\n\n"
 
 
 def add_routes(app: web.Application) -> None:

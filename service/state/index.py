@@ -83,6 +83,11 @@ class CompactDocs(Mapping[str, Doc]):
         stored = self._stored.get(sid)
         return stored.blob if stored is not None else None
 
+    def json(self, sid: str) -> bytes | None:
+        """The room's document as JSON (as read from the state topic), without decoding it."""
+        stored = self._stored.get(sid)
+        return zlib.decompress(stored.blob) if stored is not None else None
+
 
 class RoomIndex:
     def __init__(self) -> None:
@@ -106,7 +111,10 @@ class RoomIndex:
         held = self.docs.summary(sid)
         if held is not None and _names_less(doc, held):
             return False
-        blob = zlib.compress(raw if raw is not None else orjson.dumps(doc), _LEVEL)
+        # The JSON as read, unless it spans lines (not orjson's: no writer of ours): streams send it
+        # as one `data:` line.
+        text = raw if raw is not None and b"\n" not in raw else _public_json(doc)
+        blob = zlib.compress(text, _LEVEL)
         summary = _summary(doc, partition, offset)
         unchanged = held is not None and self.docs.blob(sid) == blob
         self.docs._stored[sid] = _Stored(summary, blob)
@@ -114,6 +122,7 @@ class RoomIndex:
             return True  # same document at a newer position
         doc["_partition"] = partition
         doc["_offset"] = offset
+        doc["_json"] = text  # what streams send: each client writes it as is, none encodes it again
         name = summary.unique_name
         if summary.status == "in-progress":
             self.in_progress.setdefault(name, set()).add(sid)
@@ -157,6 +166,11 @@ class RoomIndex:
         if unique_name:
             out = (s for s in out if s.unique_name == unique_name)
         return sorted(out, key=lambda s: (-s.date_created_ms, s.sid))
+
+
+def _public_json(doc: Mapping[str, Any]) -> bytes:
+    """The document as JSON, without what the index adds to it (`_partition`, `_offset`, `_json`)."""
+    return orjson.dumps({k: v for k, v in doc.items() if not k.startswith("_")})
 
 
 def _named(doc: Mapping[str, Any] | RoomSummary) -> bool:
