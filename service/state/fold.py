@@ -114,8 +114,8 @@ def fold(state: RoomState | None, event: FoldedEvent) -> RoomState:
     # The materializer's hot path (once per event): each field of the event and the state is read once.
     s: RoomState = state.copy() if state is not None else empty(event["room_sid"])
     get = event.get
-    ts = event["occurred_at_ms"]
-    order = _new(Order, (ts, get("sequence_number") or 0, event["event_id"]))
+    order = order_of(event)  # the one rule of an event's order (replays depend on it)
+    ts = order.at_ms
     kind = event["type"]
     room = get("room") or _NO_FIELDS
 
