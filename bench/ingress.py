@@ -6,9 +6,9 @@
    roomevents ingress with 1 and 2 workers, its request log line at INFO (JSON, to a file) and its
    metrics on. Prints callbacks/s, p50 and p99, the ratios to bare and to the peer, and checks
    that every answered callback has its request log line.
-2. end-to-end latency: a steady stream of callbacks (default 2,000/s) at one ingress worker with the
-   materializer running; from each callback's 2xx to the SSE stream's first room document that
-   reflects it (p50/p99).
+2. end-to-end latency: a steady stream of callbacks (default 2,000/s, over 64 connections) at one
+   ingress worker with the materializer running; from each callback's 2xx to the SSE stream's first
+   room document that reflects it (p50/p99), and the CPU each process used meanwhile.
 
 Speed targets are printed as ratios, never asserted.
 Run: .venv/bin/python bench/ingress.py [--connections 64 --seconds 8 --e2e-rate 2000 --e2e-seconds 10]
@@ -34,6 +34,7 @@ from urllib.parse import urlencode
 
 import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
+from proc_cpu import machine_cpu, process_cpu
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
@@ -357,7 +358,15 @@ def _progress(rows: list[tuple[str, int | None, float]]) -> dict[str, list[tuple
 
 
 def end_to_end(
-    base_url: str, port: int, rate: int, seconds: int, tmp: str, bootstrap: str, state_topic: str, warmup: int = 3
+    base_url: str,
+    port: int,
+    rate: int,
+    seconds: int,
+    tmp: str,
+    bootstrap: str,
+    state_topic: str,
+    pids: dict[str, int],
+    warmup: int = 3,
 ) -> dict:
     """The first `warmup` seconds (every room's creation, the processes' warm-up) are not counted.
     Besides 2xx -> SSE, each change is split in two hops by its state record's timestamp (the
@@ -371,7 +380,17 @@ def end_to_end(
     reader.start()
     if not ready.wait(30):
         raise RuntimeError("SSE stream did not start")
-    results = asyncio.run(_drive(port, requests, rate, 32))
+    # Where the machine's CPU goes while the load runs (share of one core; the machine has os.cpu_count()).
+    measured = pids | {"load generator": os.getpid(), "SSE reader": reader.pid}
+    cpu_before, machine_before, wall_before = (
+        {k: process_cpu(p) for k, p in measured.items()},
+        machine_cpu(),
+        time.time(),
+    )
+    results = asyncio.run(_drive(port, requests, rate, 64))
+    wall = time.time() - wall_before
+    cpu = {k: (process_cpu(p) - cpu_before[k]) / wall for k, p in measured.items()}
+    cpu["machine"] = (machine_cpu() - machine_before) / wall
     time.sleep(2)  # the last changes reach the stream
     done.set()
     reader.join(30)
@@ -415,6 +434,7 @@ def end_to_end(
         "state_to_sse_p99": percentile(state_to_sse, 99),
         "missing": missing,
         "early": early,
+        "cpu": cpu,
     }
 
 
@@ -589,6 +609,7 @@ def main() -> None:
                 tmp,
                 broker.bootstrap_servers,
                 e2e_topics["ROOMEVENTS_STATE_TOPIC"],
+                {"broker": broker.process.pid, "ingress": ingress.pid, "materializer": materializer.pid},
             )
             stop(ingress)
             stop(materializer)
@@ -609,6 +630,11 @@ def main() -> None:
             print(
                 f"hops: 2xx -> state record sent p50 {e2e['to_state_p50']:.1f} ms, p99 {e2e['to_state_p99']:.1f} ms;"
                 f" state record sent -> SSE p50 {e2e['state_to_sse_p50']:.1f} ms, p99 {e2e['state_to_sse_p99']:.1f} ms"
+            )
+            shares = ", ".join(f"{name} {share:.2f}" for name, share in e2e["cpu"].items() if name != "machine")
+            print(
+                f"CPU while the load ran, in cores: {shares}; the whole machine {e2e['cpu']['machine']:.2f}"
+                f" of {os.cpu_count()}"
             )
             print("target: 2xx -> SSE p99 <= 50 ms")
     finally:

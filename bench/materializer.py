@@ -22,6 +22,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # noqa: E402
+from proc_cpu import machine_cpu, process_cpu  # noqa: E402
 
 from service import logs  # noqa: E402
 from service.events import (
@@ -119,23 +120,6 @@ async def preload(settings: Settings, events: int, rooms: int) -> None:
         await producer.stop()
 
 
-_TICK = os.sysconf("SC_CLK_TCK")
-
-
-def _process_cpu(pid: int) -> float:
-    """CPU seconds (user + system, all threads) of a live process."""
-    with open(f"/proc/{pid}/stat") as f:
-        fields = f.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICK
-
-
-def _machine_cpu() -> float:
-    """Busy CPU seconds of the whole machine, every core (idle and iowait left out)."""
-    with open("/proc/stat") as f:
-        user, nice, system, _idle, _iowait, irq, softirq, steal = map(int, f.readline().split()[1:9])
-    return (user + nice + system + irq + softirq + steal) / _TICK
-
-
 class CpuMeter:
     """CPU seconds spent over a timed window by the measured processes, by the broker, and by
     everything else on the machine: another user's load during a run makes it unfair, so it is shown."""
@@ -147,7 +131,7 @@ class CpuMeter:
         self.used: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
     def _now(self) -> tuple[float, float, float]:
-        return sum(map(_process_cpu, self.pids)), _process_cpu(self.broker_pid), _machine_cpu()
+        return sum(map(process_cpu, self.pids)), process_cpu(self.broker_pid), machine_cpu()
 
     def start(self, pids: list[int]) -> None:
         self.pids = pids

@@ -213,6 +213,15 @@ VARIABLES: tuple[Variable, ...] = (
     ),
     Variable("ROOMEVENTS_LINGER_MS", _BOTH, "`2`", "how long the producer waits to fill a batch"),
     Variable(
+        "ROOMEVENTS_FETCH_MAX_WAIT_MS",
+        _BOTH,
+        "`10`",
+        "how long the broker may hold a fetch of the materializer and of the ingress's state view when "
+        "nothing is new: Apache Kafka answers as soon as a record arrives, so `500` costs no latency there "
+        "and saves the idle fetches (the chart and compose set it); the embedded broker (Tansu) answers "
+        "only after up to half of it, so it stays short there",
+    ),
+    Variable(
         "ROOMEVENTS_WORKERS",
         ("ingress", "materializer"),
         "`1`",
@@ -366,6 +375,7 @@ class Settings:
     enable_idempotence: bool = False
     # How long the producer waits to fill a batch: a little latency buys fewer, larger produce requests.
     linger_ms: int = 2
+    fetch_max_wait_ms: int = 10
     # Worker processes of the ingress (sharing the port; each has its own producer and read view, so
     # read-your-writes holds per process, not across workers: Kubernetes, prefer more pods) or of the
     # materializer (group members splitting the partitions, sharing the metrics port).
@@ -600,6 +610,7 @@ def load(env: Mapping[str, str] | None = None, *, role: str = "ingress") -> Sett
         max_in_flight=_int(env, "ROOMEVENTS_MAX_IN_FLIGHT", 1024, 1, 1_000_000),
         enable_idempotence=_bool(env, "ROOMEVENTS_ENABLE_IDEMPOTENCE", False),
         linger_ms=_int(env, "ROOMEVENTS_LINGER_MS", 2, 0, 1000),
+        fetch_max_wait_ms=_int(env, "ROOMEVENTS_FETCH_MAX_WAIT_MS", 10, 1, 5000),
         workers=workers,
         trust_forwarded_headers=_bool(env, "ROOMEVENTS_TRUST_FORWARDED", False),
         allow_any_host=allow_any_host,

@@ -81,6 +81,27 @@ def test_only_the_ingress_needs_twilio_credentials():
     assert dev.twilio_auth_token == settings_module.DEV_AUTH_TOKEN and dev.dev_data == ".dev-data"
 
 
+def test_the_fetch_wait_is_read_by_the_roles_that_follow_topics_and_bounded():
+    kafka = {"KAFKA_BOOTSTRAP_SERVERS": "k:1"}
+    assert settings_module.load(kafka, role="materializer").fetch_max_wait_ms == 10
+    assert (
+        settings_module.load(kafka | {"ROOMEVENTS_FETCH_MAX_WAIT_MS": "500"}, role="materializer").fetch_max_wait_ms
+        == 500
+    )
+    for bad in ("0", "5001", "soon"):
+        with pytest.raises(settings_module.SettingsError, match="ROOMEVENTS_FETCH_MAX_WAIT_MS"):
+            settings_module.load(kafka | {"ROOMEVENTS_FETCH_MAX_WAIT_MS": bad}, role="materializer")
+    ingress = kafka | {
+        "TWILIO_ACCOUNT_SID": "AC" + "0" * 32,
+        "TWILIO_AUTH_TOKEN": "t",
+        "ROOMEVENTS_ALLOW_ANY_HOST": "true",
+        "ROOMEVENTS_FETCH_MAX_WAIT_MS": "250",
+    }
+    assert settings_module.load(ingress, role="ingress").fetch_max_wait_ms == 250
+    # `topics` never fetches: neither read nor validated.
+    assert settings_module.load(kafka | {"ROOMEVENTS_FETCH_MAX_WAIT_MS": "0"}, role="topics").fetch_max_wait_ms == 10
+
+
 def test_workers_need_the_port_they_share_fixed():
     ingress = {"KAFKA_BOOTSTRAP_SERVERS": "k:1", "TWILIO_ACCOUNT_SID": "AC" + "0" * 32, "TWILIO_AUTH_TOKEN": "t"}
     ingress |= {"ROOMEVENTS_ALLOW_ANY_HOST": "true", "ROOMEVENTS_WORKERS": "2"}

@@ -362,3 +362,21 @@ async def _two_workers(settings, metrics_port: int, **env: str) -> tuple:
                 lines.append(orjson.loads(raw))
 
     return proc, lines, asyncio.create_task(read_log())
+
+
+async def test_the_fetch_wait_setting_reaches_both_consumers_and_states_still_arrive(settings):
+    # A long wait (ROOMEVENTS_FETCH_MAX_WAIT_MS, as on Apache Kafka) changes how often idle
+    # consumers ask, never what they read.
+    settings = settings.with_overrides(timers_enabled=False, fetch_max_wait_ms=300)
+    events = streams.interleaved(6, seed=11)
+    follower = await follow(settings)
+    service = MaterializerService(settings, Metrics(), serve_health=False)
+    await service.start()
+    try:
+        assert follower.consumer._fetch_max_wait_ms == 300
+        assert service.materializer._consumer._fetch_max_wait_ms == 300
+        await streams.publish(settings.kafka_bootstrap_servers, settings.events_topic, events)
+        await wait_for_states(follower, clean_run(events))
+    finally:
+        await service.stop()
+        await follower.stop()

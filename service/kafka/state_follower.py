@@ -43,7 +43,8 @@ class StateFollower:
             client_id="roomevents-state-follower",
             enable_auto_commit=False,
             auto_offset_reset="earliest",
-            fetch_max_wait_ms=10,  # a state change reaches views and streams within it (see materializer)
+            # On Tansu a state change reaches views and streams within about half of it (see materializer).
+            fetch_max_wait_ms=self.settings.fetch_max_wait_ms,
         )
         await self.consumer.start()
         partitions = await self._partitions()
