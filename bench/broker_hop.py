@@ -75,12 +75,21 @@ async def hop(bootstrap: str, tp: TopicPartition, wait_ms: int, records: int) ->
         await producer.stop()
 
 
+async def broker_share(broker_pid: int, seconds: float) -> float:
+    """The broker's CPU over the next `seconds`, as a share of one core."""
+    before, started = process_cpu(broker_pid), time.perf_counter()
+    await asyncio.sleep(seconds)
+    return (process_cpu(broker_pid) - before) / (time.perf_counter() - started)
+
+
 async def idle_consumer_cpu(bootstrap: str, broker_pid: int, topic: str, wait_ms: int, seconds: float = 4.0) -> float:
     """The broker's CPU (share of one core) while one consumer fetches an idle topic in a loop."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, fetch_max_wait_ms=wait_ms)
     await consumer.start()
     try:
-        consumer.assign([TopicPartition(topic, p) for p in sorted(consumer.partitions_for_topic(topic) or ())])
+        partitions = consumer.partitions_for_topic(topic) or set()
+        assert len(partitions) == 6, f"{topic} has partitions {partitions}, not 6"
+        consumer.assign([TopicPartition(topic, p) for p in sorted(partitions)])
 
         async def fetch_loop() -> None:
             while True:
@@ -88,9 +97,7 @@ async def idle_consumer_cpu(bootstrap: str, broker_pid: int, topic: str, wait_ms
 
         task = asyncio.create_task(fetch_loop())
         await asyncio.sleep(1)
-        before, started = process_cpu(broker_pid), time.perf_counter()
-        await asyncio.sleep(seconds)
-        share = (process_cpu(broker_pid) - before) / (time.perf_counter() - started)
+        share = await broker_share(broker_pid, seconds)
         task.cancel()
         return share
     finally:
@@ -121,6 +128,7 @@ async def request_cpu(bootstrap: str, broker_pid: int, topic: str, n: int = 1000
         while not consumer.assignment():
             await asyncio.sleep(0.1)
         tps = list(consumer.assignment())
+        consumer.pause(*tps)  # commits only: no fetching of what was just produced
         before = process_cpu(broker_pid)
         for i in range(n // 4):
             await consumer.commit({tp: OffsetAndMetadata(i + 1, "") for tp in tps})
@@ -150,8 +158,10 @@ async def main() -> None:
                 print(summary("produce ack (acks=all)", acks))
             print(summary(f"produce -> consumed (fetch wait {wait_ms} ms)", hops))
         pid = broker.process.pid
+        alone = await broker_share(pid, 4.0)
+        print(f"broker CPU with no client: {100 * alone:.1f} % of a core (taken off the consumers' below)")
         for wait_ms in sorted({*args.waits, 10, 100, 500}):
-            share = await idle_consumer_cpu(broker.bootstrap_servers, pid, idle.events_topic, wait_ms)
+            share = await idle_consumer_cpu(broker.bootstrap_servers, pid, idle.events_topic, wait_ms) - alone
             print(
                 f"broker CPU of one idle consumer (6 partitions), fetch wait {wait_ms} ms: {100 * share:.1f} % of a core"
             )

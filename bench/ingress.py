@@ -6,9 +6,9 @@
    roomevents ingress with 1 and 2 workers, its request log line at INFO (JSON, to a file) and its
    metrics on. Prints callbacks/s, p50 and p99, the ratios to bare and to the peer, and checks
    that every answered callback has its request log line.
-2. end-to-end latency: a steady stream of callbacks (default 2,000/s, over 64 connections) at one
+2. end-to-end latency: a steady stream of callbacks (default 2,000/s, over --connections) at one
    ingress worker with the materializer running; from each callback's 2xx to the SSE stream's first
-   room document that reflects it (p50/p99), and the CPU each process used meanwhile.
+   room document that reflects it (p50/p99), and the CPU each process used while the load ran.
 
 Speed targets are printed as ratios, never asserted.
 Run: .venv/bin/python bench/ingress.py [--connections 64 --seconds 8 --e2e-rate 2000 --e2e-seconds 10]
@@ -366,6 +366,7 @@ def end_to_end(
     bootstrap: str,
     state_topic: str,
     pids: dict[str, int],
+    connections: int,
     warmup: int = 3,
 ) -> dict:
     """The first `warmup` seconds (every room's creation, the processes' warm-up) are not counted.
@@ -380,14 +381,14 @@ def end_to_end(
     reader.start()
     if not ready.wait(30):
         raise RuntimeError("SSE stream did not start")
-    # Where the machine's CPU goes while the load runs (share of one core; the machine has os.cpu_count()).
+    # Where the machine's CPU goes while the load runs, warm-up included (in cores; os.cpu_count() of them).
     measured = pids | {"load generator": os.getpid(), "SSE reader": reader.pid}
     cpu_before, machine_before, wall_before = (
         {k: process_cpu(p) for k, p in measured.items()},
         machine_cpu(),
         time.time(),
     )
-    results = asyncio.run(_drive(port, requests, rate, 64))
+    results = asyncio.run(_drive(port, requests, rate, connections))
     wall = time.time() - wall_before
     cpu = {k: (process_cpu(p) - cpu_before[k]) / wall for k, p in measured.items()}
     cpu["machine"] = (machine_cpu() - machine_before) / wall
@@ -610,6 +611,7 @@ def main() -> None:
                 broker.bootstrap_servers,
                 e2e_topics["ROOMEVENTS_STATE_TOPIC"],
                 {"broker": broker.process.pid, "ingress": ingress.pid, "materializer": materializer.pid},
+                args.connections,
             )
             stop(ingress)
             stop(materializer)

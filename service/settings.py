@@ -217,9 +217,9 @@ VARIABLES: tuple[Variable, ...] = (
         _BOTH,
         "`10`",
         "how long the broker may hold a fetch of the materializer and of the ingress's state view when "
-        "nothing is new: Apache Kafka answers as soon as a record arrives, so `500` costs no latency there "
-        "and saves the idle fetches (the chart and compose set it); the embedded broker (Tansu) answers "
-        "only after up to half of it, so it stays short there",
+        "nothing is new: Apache Kafka answers as soon as a record arrives, so `500` costs practically no "
+        "latency there and saves the idle fetches (the chart and compose set it); the embedded broker "
+        "(Tansu) answers up to about half the wait after a record arrives, so it stays short there",
     ),
     Variable(
         "ROOMEVENTS_WORKERS",
@@ -375,7 +375,7 @@ class Settings:
     enable_idempotence: bool = False
     # How long the producer waits to fill a batch: a little latency buys fewer, larger produce requests.
     linger_ms: int = 2
-    fetch_max_wait_ms: int = 10
+    fetch_max_wait_ms: int = 10  # the materializer's and the state view's (see VARIABLES)
     # Worker processes of the ingress (sharing the port; each has its own producer and read view, so
     # read-your-writes holds per process, not across workers: Kubernetes, prefer more pods) or of the
     # materializer (group members splitting the partitions, sharing the metrics port).

@@ -137,9 +137,9 @@ class Materializer:
             session_timeout_ms=settings.session_timeout_ms,
             heartbeat_interval_ms=max(500, settings.session_timeout_ms // 6),
             max_poll_interval_ms=300000,
-            # Kafka answers a fetch as soon as a record arrives; Tansu up to half of this wait later
-            # (measured: bench/broker_hop.py), so on Tansu it is the materializer's share of a
-            # callback's latency to the state topic, and each idle fetch costs its CPU.
+            # Kafka answers a fetch as soon as a record arrives; Tansu up to about half of this wait
+            # later (measured: bench/broker_hop.py), so on Tansu it is the materializer's share of a
+            # callback's latency to the state topic, and each idle fetch costs the broker CPU.
             fetch_max_wait_ms=settings.fetch_max_wait_ms,
             max_partition_fetch_bytes=4 * 1024 * 1024,
         )
