@@ -5,13 +5,15 @@
    form, HMAC-SHA1 check, a dict, orjson, send_and_wait acks=all, no logs, no metrics), and the
    roomevents ingress with 1 and 2 workers, its request log line at INFO (JSON, to a file) and its
    metrics on. Prints callbacks/s, p50 and p99, the ratios to bare and to the peer, and checks
-   that every answered callback has its request log line.
+   that every answered callback has its request log line. With --pairs N, then N back-to-back
+   (peer, 1-worker ingress) runs and the median of their ratios: this machine's speed drifts by
+   more than the gap measured, and adjacent runs share the drift.
 2. end-to-end latency: a steady stream of callbacks (default 2,000/s, over --connections) at one
    ingress worker with the materializer running; from each callback's 2xx to the SSE stream's first
    room document that reflects it (p50/p99), and the CPU each process used while the load ran.
 
 Speed targets are printed as ratios, never asserted.
-Run: .venv/bin/python bench/ingress.py [--connections 64 --seconds 8 --e2e-rate 2000 --e2e-seconds 10]
+Run: .venv/bin/python bench/ingress.py [--connections 64 --seconds 8 --e2e-rate 2000 --e2e-seconds 10 --pairs 0]
 """
 
 from __future__ import annotations
@@ -451,6 +453,12 @@ def main() -> None:
     parser.add_argument("--e2e-rate", type=int, default=2000, help="callbacks/s of the end-to-end run (0: skip)")
     parser.add_argument("--e2e-seconds", type=int, default=10)
     parser.add_argument("--e2e-only", action="store_true", help="only the end-to-end run")
+    parser.add_argument(
+        "--pairs",
+        type=int,
+        default=0,
+        help="then this many back-to-back (peer, 1-worker ingress) runs: each pair's ratio and their median",
+    )
     args = parser.parse_args()
     ensure_wrk()
     broker = EmbeddedBroker().start()
@@ -505,13 +513,7 @@ def main() -> None:
             wrk(url, args.connections, 2, script, wrk_env)  # warm-up
             return wrk(url, args.connections, args.seconds, script, wrk_env)
 
-        results = []
-        if not args.e2e_only:
-            bare = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "bare_endpoint.py"), str(bare_port)])
-            procs.append(bare)
-            wait_http(f"http://127.0.0.1:{bare_port}{PATH}")
-            results.append(("bare aiohttp, 1 process: parse form, 204", measure(f"http://127.0.0.1:{bare_port}{PATH}")))
-            stop(bare)
+        def start_peer() -> subprocess.Popen:
             peer = subprocess.Popen(
                 [
                     sys.executable,
@@ -526,6 +528,28 @@ def main() -> None:
             )
             procs.append(peer)
             wait_http(f"http://127.0.0.1:{peer_port}/")
+            return peer
+
+        def start_ingress(workers: int, log_path: str) -> subprocess.Popen:
+            with open(log_path, "wb") as log_file:
+                proc = subprocess.Popen(
+                    [sys.executable, "-m", "service.cli", "ingress"],
+                    cwd=ROOT,
+                    env=env | {"ROOMEVENTS_WORKERS": str(workers)},
+                    stderr=log_file,
+                )
+            procs.append(proc)
+            wait_http(f"{base_url}/healthz")
+            return proc
+
+        results = []
+        if not args.e2e_only:
+            bare = subprocess.Popen([sys.executable, os.path.join(ROOT, "bench", "bare_endpoint.py"), str(bare_port)])
+            procs.append(bare)
+            wait_http(f"http://127.0.0.1:{bare_port}{PATH}")
+            results.append(("bare aiohttp, 1 process: parse form, 204", measure(f"http://127.0.0.1:{bare_port}{PATH}")))
+            stop(bare)
+            peer = start_peer()
             results.append(
                 (
                     "hand-written peer, 1 process: form, HMAC-SHA1, dict, orjson, send_and_wait acks=all",
@@ -536,15 +560,7 @@ def main() -> None:
             log_check = ""
             for workers in args.workers:
                 log_path = os.path.join(tmp, f"ingress-{workers}.log")
-                with open(log_path, "wb") as log_file:
-                    proc = subprocess.Popen(
-                        [sys.executable, "-m", "service.cli", "ingress"],
-                        cwd=ROOT,
-                        env=env | {"ROOMEVENTS_WORKERS": str(workers)},
-                        stderr=log_file,
-                    )
-                procs.append(proc)
-                wait_http(f"{base_url}/healthz")
+                proc = start_ingress(workers, log_path)
                 result = measure(f"{base_url}{PATH}")
                 results.append(
                     (
@@ -578,6 +594,24 @@ def main() -> None:
                 )
             print(f"\n{log_check}")
             print("targets: ingress (1 worker) >= 0.80 of the peer's callbacks/s, p99 <= 1.5 x the peer's")
+            if args.pairs:
+                # The machine's speed drifts by more than the gap measured: adjacent runs share the drift.
+                ratios = []
+                for n in range(1, args.pairs + 1):
+                    peer = start_peer()
+                    peer_rps = measure(f"http://127.0.0.1:{peer_port}{PATH}")["rps"]
+                    stop(peer)
+                    proc = start_ingress(1, os.path.join(tmp, "ingress-pair.log"))
+                    ingress_rps = measure(f"{base_url}{PATH}")["rps"]
+                    stop(proc)
+                    time.sleep(0.5)  # the port is free again
+                    ratios.append(ingress_rps / peer_rps)
+                    print(
+                        f"pair {n}: peer {peer_rps:,.0f}/s, ingress (1 worker) {ingress_rps:,.0f}/s, ratio {ratios[-1]:.2f}"
+                    )
+                print(
+                    f"median ratio of {len(ratios)} pairs: {percentile(ratios, 50):.2f} (each: {', '.join(f'{r:.2f}' for r in ratios)})"
+                )
 
         if args.e2e_rate:
             e2e_port = free_port()
