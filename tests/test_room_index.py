@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import itertools
 
+import orjson
+
 from service.state.index import RoomIndex
 
 
@@ -57,8 +59,6 @@ def test_a_tombstone_removes_the_room_and_tells_the_listeners():
 def test_listeners_get_each_document_as_json_on_one_line_to_send_as_is():
     """Streams write `_json` as an event's one `data:` line, without encoding the document again: the
     bytes read from the state topic, unless they span lines (then the document re-encoded)."""
-    import orjson
-
     index = RoomIndex()
     heard = []
     index.listeners.append(heard.append)
