@@ -4,7 +4,9 @@ In the same run, a bare consumer reads the same records and does nothing: the ce
 materializer folds them with 1 worker (in this process) and with N worker processes (spawned, each a
 MaterializerService in one consumer group, as `ROOMEVENTS_WORKERS=N roomevents materializer` runs
 them). Each materializer run has its own group, state and changelog topics, so each starts from the
-first event. Prints events/s of each and its ratio to the ceiling.
+first event. For N > 1 the ceiling of as many processes is measured too (N bare consumers, each on
+its share of the partitions), so N workers are also compared like for like. Prints events/s of each
+and its ratios to both ceilings.
 Run: .venv/bin/python bench/materializer.py [--events 1000000 --rooms 10000 --workers 1 2]
 """
 
@@ -195,6 +197,75 @@ async def materialize(settings: Settings, events: int, cpu: CpuMeter) -> tuple[f
 # ---------------------------------------------------------------- N worker processes
 
 
+def _ceiling_worker_main(settings: Settings, worker: int, workers: int, reports: multiprocessing.Queue, go) -> None:
+    """One spawned do-nothing consumer of the N-process ceiling: it reads partitions p with
+    p % workers == worker (assigned, not joined: the split is the one a settled group of N would
+    make, without waiting for the join), from the first record to the end, and does nothing with them."""
+    asyncio.run(_ceiling_worker(settings, worker, workers, reports, go))
+
+
+async def _ceiling_worker(settings: Settings, worker: int, workers: int, reports: multiprocessing.Queue, go) -> None:
+    settle_gc()
+    consumer = AIOKafkaConsumer(
+        bootstrap_servers=settings.kafka_bootstrap_servers,
+        enable_auto_commit=False,
+        auto_offset_reset="earliest",
+        max_partition_fetch_bytes=4 << 20,
+    )
+    await consumer.start()
+    try:
+        mine = [
+            TopicPartition(settings.events_topic, p) for p in range(settings.topic_partitions) if p % workers == worker
+        ]
+        consumer.assign(mine)
+        await consumer.seek_to_beginning(*mine)
+        reports.put(("ready", worker))
+        while not go.is_set():
+            await asyncio.sleep(0.001)
+        # To each partition's end by the high watermark its fetches report (Tansu's ListOffsets answer
+        # for "latest" fell short of the end here; the fetches' watermark does not).
+        seen = 0
+        next_offsets = dict.fromkeys(mine, 0)
+        while any(consumer.highwater(tp) is None or next_offsets[tp] < consumer.highwater(tp) for tp in mine):
+            batches = await consumer.getmany(timeout_ms=200, max_records=20000)
+            for tp, messages in batches.items():
+                seen += len(messages)
+                next_offsets[tp] = messages[-1].offset + 1
+        reports.put(("done", worker, seen))
+    finally:
+        await consumer.stop()
+
+
+def ceiling_workers(settings: Settings, events: int, workers: int, cpu: CpuMeter) -> float:
+    """The ceiling for `workers` processes: as many do-nothing consumers, each on its share of the
+    partitions, all started at once; timed until the last has read its share."""
+    spawn = multiprocessing.get_context("spawn")
+    reports = spawn.Queue()
+    go = spawn.Event()
+    procs = [
+        spawn.Process(target=_ceiling_worker_main, args=(settings, n, workers, reports, go)) for n in range(workers)
+    ]
+    for proc in procs:
+        proc.start()
+    try:
+        for _ in procs:
+            reports.get(timeout=120)
+        cpu.start([proc.pid for proc in procs])
+        started = time.perf_counter()
+        go.set()
+        seen = sum(reports.get(timeout=300)[2] for _ in procs)
+        elapsed = time.perf_counter() - started
+        cpu.stop()
+        assert seen == events, (seen, events)
+        return elapsed
+    finally:
+        go.set()
+        for proc in procs:
+            proc.join(30)
+            if proc.exitcode is None:
+                proc.kill()
+
+
 def _worker_main(settings: Settings, worker: int, reports: multiprocessing.Queue, stop) -> None:
     """One spawned worker: a MaterializerService as `roomevents materializer`'s worker <n> runs it.
     Reports ("state", worker, ready, partitions, committed) whenever that changes (polled every 5 ms,
@@ -349,9 +420,18 @@ async def main() -> None:
         cpu = CpuMeter(broker.process.pid)
         ceiling_s = await ceiling(settings, args.events, cpu)
         ceil_rate = args.events / ceiling_s
-        rows = [("bare consumer (ceiling)", args.events, ceiling_s, ceil_rate, cpu.used)]
+        # (label, events timed, seconds, events/s, CPU s, the ceiling of as many processes)
+        rows = [("bare consumer (ceiling)", args.events, ceiling_s, ceil_rate, cpu.used, ceil_rate)]
+        ceilings = {1: ceil_rate}
         notes = []
         for workers in args.workers:
+            if workers not in ceilings:
+                seconds = await asyncio.to_thread(ceiling_workers, settings, args.events, workers, cpu)
+                ceilings[workers] = args.events / seconds
+                rows.append(
+                    (f"bare consumers, {workers} processes", args.events, seconds, ceilings[workers], cpu.used, None)
+                )
+                print(f"bare consumers, {workers} processes: {ceilings[workers]:,.0f} events/s", flush=True)
             run = fresh(settings, workers)
             await ensure_topics(run)
             if workers == 1:
@@ -371,16 +451,26 @@ async def main() -> None:
             assert committed == args.events, (workers, committed)
             label = "1 worker" if workers == 1 else f"{workers} worker processes"
             rows.append(
-                (f"materializer, {label} (fold + publish state + commit)", timed, fold_s, timed / fold_s, cpu.used)
+                (
+                    f"materializer, {label} (fold + publish state + commit)",
+                    timed,
+                    fold_s,
+                    timed / fold_s,
+                    cpu.used,
+                    ceilings[workers],
+                )
             )
             print(f"materializer, {label}: {timed / fold_s:,.0f} events/s", flush=True)
         print()
-        print("| run | events | seconds | events/s | / ceiling | CPU s: run / broker / other |")
-        print("|---|---:|---:|---:|---:|---:|")
-        for label, count, seconds, rate, (ours, by_broker, other) in rows:
+        print(
+            "| run | events | seconds | events/s | / ceiling (1 process) | / bare consumers of as many processes "
+            "| CPU s: run / broker / other |"
+        )
+        print("|---|---:|---:|---:|---:|---:|---:|")
+        for label, count, seconds, rate, (ours, by_broker, other), same in rows:
             print(
                 f"| {label} | {count:,} | {seconds:.2f} | {rate:,.0f} | {rate / ceil_rate:.2f} "
-                f"| {ours:.1f} / {by_broker:.1f} / {other:.1f} |"
+                f"| {'' if same is None else f'{rate / same:.2f}'} | {ours:.1f} / {by_broker:.1f} / {other:.1f} |"
             )
         print(
             f"\nCPU s: over the timed window, of the run's processes, of the broker, and of everything else on "
@@ -388,7 +478,11 @@ async def main() -> None:
         )
         for note in notes:
             print(f"\n{note}")
-        ratios = ", ".join(f"{row[0].split(' (')[0]} {row[3] / ceil_rate:.2f}" for row in rows[1:])
+        mats = [row for row in rows if row[0].startswith("materializer")]
+        ratios = ", ".join(
+            f"{label.split(' (')[0]} {rate / ceil_rate:.2f} of one bare consumer, {rate / same:.2f} of as many"
+            for label, _, _, rate, _, same in mats
+        )
         print(f"\nratio materializer / ceiling: {ratios}   (targets: >= 70,000 events/s, >= 0.60)")
     finally:
         broker.stop()
