@@ -197,6 +197,15 @@ async def materialize(settings: Settings, events: int, cpu: CpuMeter) -> tuple[f
 # ---------------------------------------------------------------- N worker processes
 
 
+def _reap(procs: list, done) -> None:
+    """Tell the spawned processes to finish (`done` set), wait for them, kill any that hang."""
+    done.set()
+    for proc in procs:
+        proc.join(30)
+        if proc.exitcode is None:
+            proc.kill()
+
+
 def _ceiling_worker_main(settings: Settings, worker: int, workers: int, reports: multiprocessing.Queue, go) -> None:
     """One spawned do-nothing consumer of the N-process ceiling: it reads partitions p with
     p % workers == worker (assigned, not joined: the split is the one a settled group of N would
@@ -259,11 +268,7 @@ def ceiling_workers(settings: Settings, events: int, workers: int, cpu: CpuMeter
         assert seen == events, (seen, events)
         return elapsed
     finally:
-        go.set()
-        for proc in procs:
-            proc.join(30)
-            if proc.exitcode is None:
-                proc.kill()
+        _reap(procs, go)
 
 
 def _worker_main(settings: Settings, worker: int, reports: multiprocessing.Queue, stop) -> None:
@@ -364,11 +369,7 @@ def materialize_workers(settings: Settings, events: int, workers: int, cpu: CpuM
                 done += 1
         return elapsed, events - already, already, rooms
     finally:
-        stop.set()
-        for proc in procs:
-            proc.join(30)
-            if proc.exitcode is None:
-                proc.kill()
+        _reap(procs, stop)
 
 
 def fresh(settings: Settings, workers: int) -> Settings:
