@@ -70,6 +70,48 @@ end
 """
 
 
+TOPICS = {
+    "ROOMEVENTS_EVENTS_TOPIC": "bench-events",
+    "ROOMEVENTS_STATE_TOPIC": "bench-state",
+    "ROOMEVENTS_CHANGELOG_TOPIC": "bench-changelog",
+    "ROOMEVENTS_DEAD_LETTER_TOPIC": "bench-dlq",
+}
+
+
+def create_topics(bootstrap: str, names: dict[str, str]) -> None:
+    """The topics named as in TOPICS (by their ROOMEVENTS_* variables), on the broker."""
+    settings = Settings(
+        kafka_bootstrap_servers=bootstrap,
+        twilio_account_sid=ACCOUNT,
+        twilio_auth_token=TOKEN,
+        events_topic=names["ROOMEVENTS_EVENTS_TOPIC"],
+        state_topic=names["ROOMEVENTS_STATE_TOPIC"],
+        changelog_topic=names["ROOMEVENTS_CHANGELOG_TOPIC"],
+        dead_letter_topic=names["ROOMEVENTS_DEAD_LETTER_TOPIC"],
+    )
+    asyncio.run(ensure_topics(settings))
+
+
+def ingress_env(bootstrap: str, port: int, linger_ms: int) -> dict[str, str]:
+    """The environment of `roomevents ingress` on 127.0.0.1:`port` with the TOPICS, as benchmarked."""
+    return (
+        os.environ
+        | {
+            "KAFKA_BOOTSTRAP_SERVERS": bootstrap,
+            "TWILIO_ACCOUNT_SID": ACCOUNT,
+            "TWILIO_AUTH_TOKEN": TOKEN,
+            "ROOMEVENTS_HOST": "127.0.0.1",
+            "ROOMEVENTS_PORT": str(port),
+            "ROOMEVENTS_PUBLIC_URL": f"http://127.0.0.1:{port}",
+            # The request log line of every callback, as in production: INFO, JSON lines.
+            "ROOMEVENTS_LOG_LEVEL": "INFO",
+            "ROOMEVENTS_LOG_FORMAT": "json",
+            "ROOMEVENTS_LINGER_MS": str(linger_ms),
+        }
+        | TOPICS
+    )
+
+
 def lua_string(s: str) -> str:
     return '"' + s.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
@@ -468,40 +510,10 @@ def main() -> None:
     try:
         ingress_port, bare_port, peer_port = free_port(), free_port(), free_port()
         base_url = f"http://127.0.0.1:{ingress_port}"
-        topics = {
-            "ROOMEVENTS_EVENTS_TOPIC": "bench-events",
-            "ROOMEVENTS_STATE_TOPIC": "bench-state",
-            "ROOMEVENTS_CHANGELOG_TOPIC": "bench-changelog",
-            "ROOMEVENTS_DEAD_LETTER_TOPIC": "bench-dlq",
-        }
-        e2e_topics = {k: v.replace("bench-", "bench-e2e-") for k, v in topics.items()}
-        for names in (topics, e2e_topics):
-            settings = Settings(
-                kafka_bootstrap_servers=broker.bootstrap_servers,
-                twilio_account_sid=ACCOUNT,
-                twilio_auth_token=TOKEN,
-                events_topic=names["ROOMEVENTS_EVENTS_TOPIC"],
-                state_topic=names["ROOMEVENTS_STATE_TOPIC"],
-                changelog_topic=names["ROOMEVENTS_CHANGELOG_TOPIC"],
-                dead_letter_topic=names["ROOMEVENTS_DEAD_LETTER_TOPIC"],
-            )
-            asyncio.run(ensure_topics(settings))
-        env = (
-            os.environ
-            | {
-                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-                "TWILIO_ACCOUNT_SID": ACCOUNT,
-                "TWILIO_AUTH_TOKEN": TOKEN,
-                "ROOMEVENTS_HOST": "127.0.0.1",
-                "ROOMEVENTS_PORT": str(ingress_port),
-                "ROOMEVENTS_PUBLIC_URL": base_url,
-                # The request log line of every callback, as in production: INFO, JSON lines.
-                "ROOMEVENTS_LOG_LEVEL": "INFO",
-                "ROOMEVENTS_LOG_FORMAT": "json",
-                "ROOMEVENTS_LINGER_MS": str(LINGER_MS),
-            }
-            | topics
-        )
+        e2e_topics = {k: v.replace("bench-", "bench-e2e-") for k, v in TOPICS.items()}
+        for names in (TOPICS, e2e_topics):
+            create_topics(broker.bootstrap_servers, names)
+        env = ingress_env(broker.bootstrap_servers, ingress_port, LINGER_MS)
         requests_path = os.path.join(tmp, "requests.lua")
         write_requests(requests_path, base_url, args.requests)
         script = os.path.join(tmp, "wrk.lua")

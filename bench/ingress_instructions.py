@@ -38,8 +38,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import ingress as bench  # noqa: E402
 
 from service.kafka.broker import EmbeddedBroker, free_port  # noqa: E402
-from service.kafka.topics import ensure_topics  # noqa: E402
-from service.settings import Settings  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 LINGER_MS = 100
@@ -95,42 +93,11 @@ def main() -> None:
     try:
         port = free_port()
         base_url = f"http://127.0.0.1:{port}"
-        topics = {
-            "ROOMEVENTS_EVENTS_TOPIC": "bench-events",
-            "ROOMEVENTS_STATE_TOPIC": "bench-state",
-            "ROOMEVENTS_CHANGELOG_TOPIC": "bench-changelog",
-            "ROOMEVENTS_DEAD_LETTER_TOPIC": "bench-dlq",
+        bench.create_topics(broker.bootstrap_servers, bench.TOPICS)
+        env = bench.ingress_env(broker.bootstrap_servers, port, LINGER_MS) | {
+            "ROOMEVENTS_WORKERS": "1",
+            "PYTHONPATH": bench.ROOT,
         }
-        asyncio.run(
-            ensure_topics(
-                Settings(
-                    kafka_bootstrap_servers=broker.bootstrap_servers,
-                    twilio_account_sid=bench.ACCOUNT,
-                    twilio_auth_token=bench.TOKEN,
-                    events_topic="bench-events",
-                    state_topic="bench-state",
-                    changelog_topic="bench-changelog",
-                    dead_letter_topic="bench-dlq",
-                )
-            )
-        )
-        env = (
-            os.environ
-            | {
-                "KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap_servers,
-                "TWILIO_ACCOUNT_SID": bench.ACCOUNT,
-                "TWILIO_AUTH_TOKEN": bench.TOKEN,
-                "ROOMEVENTS_HOST": "127.0.0.1",
-                "ROOMEVENTS_PORT": str(port),
-                "ROOMEVENTS_PUBLIC_URL": base_url,
-                "ROOMEVENTS_LOG_LEVEL": "INFO",
-                "ROOMEVENTS_LOG_FORMAT": "json",
-                "ROOMEVENTS_LINGER_MS": str(LINGER_MS),
-                "ROOMEVENTS_WORKERS": "1",
-                "PYTHONPATH": bench.ROOT,
-            }
-            | topics
-        )
         requests = [bench.signed(base_url, bench.participant_params(n)) for n in range(args.warm_up + args.callbacks)]
         url = base_url + bench.PATH
         rows = []
